@@ -1,0 +1,103 @@
+"""Adaptive SwisH (Lee et al., "ASH: adaptive Swish", ash.txt eqs. 7-10).
+
+ASH keeps the elements above ``mu_X + z sigma_X`` of each sample (its top-k percentile under a
+normal assumption), smoothed by a sigmoid. The paper's eq. 11 writes sigmoid(-2 alpha ...): a sign
+typo, since eq. 10 (and "large x is kept") needs sigmoid(+2 alpha ...). The statistics are per
+sample, never over the batch (unlike the authors' TF2 code).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ._precision import as_compute, check_floating, compute_dtype
+
+Dims = int | Sequence[int] | None
+
+
+def ash_dims(ndim: int, dim: Dims = None) -> tuple[int, ...]:
+    """Dimensions that ASH's statistics reduce over for an input with ``ndim`` dimensions.
+
+    Default: (C, H, W, ...) of an (N, C, H, W, ...) input, as in the paper; the last dimension
+    of (B, D) and (B, T, D) inputs, so position t of a sequence never sees positions after t;
+    everything for 0-D and 1-D inputs.
+    """
+    if dim is None:
+        if ndim >= 4:
+            return tuple(range(1, ndim))
+        if ndim >= 1:
+            return (ndim - 1,)
+        return ()
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    if ndim == 0:
+        if dims in ((), (0,), (-1,)):
+            return ()
+        raise ValueError(f"ash: dim={dim!r} is out of range for a 0-dimensional input")
+    normalised = []
+    for d in dims:
+        if not isinstance(d, int) or not -ndim <= d < ndim:
+            raise ValueError(
+                f"ash: dim={dim!r} is out of range for a {ndim}-dimensional input; "
+                f"use dimensions in [{-ndim}, {ndim - 1}]"
+            )
+        normalised.append(d % ndim)
+    if len(set(normalised)) != len(normalised):
+        raise ValueError(f"ash: dim={dim!r} names a dimension twice")
+    return tuple(sorted(normalised))
+
+
+def ash_stats(x: torch.Tensor, dim: Dims = None, eps: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample mean and population standard deviation ``sqrt(var + eps)`` (keepdim shapes).
+
+    Computed in float32 for half inputs. The variance is floored at the dtype's smallest normal
+    number so that a constant sample (sigma = 0) has a finite gradient; this moves sigma by at most
+    1e-19 in float32.
+    """
+    check_floating(x, "ash")
+    dims = ash_dims(x.ndim, dim)
+    xc = x.to(compute_dtype(x))
+    if x.numel() == 0:
+        shape = [1 if i in dims else s for i, s in enumerate(x.shape)]
+        empty = xc.new_zeros(shape)
+        return empty, empty
+    if not dims:  # a 0-D input is its own sample: mean x, deviation 0
+        var, mean = torch.zeros_like(xc), xc
+    else:
+        var, mean = torch.var_mean(xc, dim=dims, correction=0, keepdim=True)
+    std = torch.sqrt((var + eps).clamp_min(torch.finfo(xc.dtype).tiny))
+    return mean, std
+
+
+def ash_apply(
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    z: torch.Tensor | float = 0.0,
+    alpha: torch.Tensor | float = 1.0,
+) -> torch.Tensor:
+    """The elementwise half of ASH given the statistics: ``x sigmoid(2 alpha (x - mean - z std))``."""
+    dtype = compute_dtype(x)
+    xc = x.to(dtype)
+    z_c = as_compute(z, dtype, x.device)
+    a_c = as_compute(alpha, dtype, x.device)
+    threshold = mean.to(dtype) + z_c * std.to(dtype)
+    return (xc * torch.sigmoid(2.0 * a_c * (xc - threshold))).to(x.dtype)
+
+
+def ash(
+    x: torch.Tensor,
+    z: torch.Tensor | float = 0.0,
+    alpha: torch.Tensor | float = 1.0,
+    dim: Dims = None,
+    eps: float = 0.0,
+) -> torch.Tensor:
+    """ASH (ash.txt eq. 10): ``x sigmoid(2 alpha (x - mu_X - z sigma_X))``, statistics per sample.
+
+    ``mu_X`` and ``sigma_X`` (population std) are over ``dim`` (see :func:`ash_dims`); gradients
+    flow through them, so the backward is not elementwise (like LayerNorm's). z = 0, alpha = 1/2 on
+    a zero-mean input is SiLU; large alpha tends to ``x H(x - mu - z sigma)``, the top-k% keep.
+    """
+    mean, std = ash_stats(x, dim, eps)
+    return ash_apply(x, mean, std, z, alpha)

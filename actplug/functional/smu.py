@@ -1,0 +1,60 @@
+"""Smooth Maximum Unit and SMU-1 (Biswas et al., "SMU: smooth activation function for deep
+networks using smoothing maximum technique", smu.txt).
+
+Both smooth max(x, alpha*x), i.e. Leaky ReLU with slope alpha.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._precision import as_compute, check_floating, compute_dtype
+
+# erf(u) == +-1 to float64 precision for |u| >= 6, so clamping u at +-10 changes no value while it
+# keeps u*exp(-u^2) (erf's derivative times u) away from inf*0 when mu is huge (or inf after .half()).
+_ERF_SATURATION = 10.0
+
+
+def smu(x: torch.Tensor, alpha: float = 0.25, mu: torch.Tensor | float = 1e6) -> torch.Tensor:
+    """SMU (smu.txt eq. 6): ``((1+a)x + (1-a) x erf(mu (1-a) x)) / 2``.
+
+    Computed as ``x * ((1+a) + (1-a) erf(u)) / 2`` with ``u = mu (1-a) x``: one product with x,
+    so x = -inf gives -inf (like Leaky ReLU) instead of -inf + inf. alpha = 0 and mu = 1/sqrt(2)
+    give GELU exactly; mu -> inf gives Leaky ReLU with slope alpha.
+    """
+    check_floating(x, "smu")
+    dtype = compute_dtype(x)
+    xc = x.to(dtype)
+    mu_c = as_compute(mu, dtype, x.device)
+    one_minus = 1.0 - alpha
+    # A mu that overflowed (e.g. 1e6 cast to float16) is the saturated limit: use the largest float.
+    k = torch.nan_to_num(mu_c * one_minus)
+    u = (k * xc).clamp(-_ERF_SATURATION, _ERF_SATURATION)
+    gate = ((1.0 + alpha) + one_minus * torch.erf(u)) * 0.5
+    return (xc * gate).to(x.dtype)
+
+
+def smu1(x: torch.Tensor, alpha: float = 0.25, mu: torch.Tensor | float = 4.352665993287951e-09) -> torch.Tensor:
+    """SMU-1 (smu.txt, eq. 3 with x1 = x, x2 = a x): ``((1+a)x + sqrt(((1-a)x)^2 + mu^2)) / 2``.
+
+    Computed as ``max(x, a x) + mu^2 / (2 (r + |(1-a)x|))`` with ``r = hypot((1-a)x, mu)``, which is
+    the same function without cancellation for large negative x and with a finite gradient at 0.
+    |mu| is floored at sqrt(tiny) of the compute dtype so that mu = 0 (SMU-1's init underflows
+    to 0 in float16) still gives the subgradient 0 at x = 0 instead of 0/0.
+    """
+    check_floating(x, "smu1")
+    dtype = compute_dtype(x)
+    xc = x.to(dtype)
+    mu_c = as_compute(mu, dtype, x.device)
+    floor = math.sqrt(torch.finfo(dtype).tiny) * 4.0
+    mu_safe = mu_c.abs().clamp_min(floor)
+    a = (1.0 - alpha) * xc
+    a_abs = a.abs()
+    r = torch.hypot(a, mu_safe)
+    gap = mu_safe * mu_safe / (2.0 * (r + a_abs))
+    # max(x, a x): x on the right of 0 when alpha <= 1, the other way round when alpha > 1.
+    right, left = (xc, alpha * xc) if alpha <= 1.0 else (alpha * xc, xc)
+    base = torch.where(xc >= 0, right, left)
+    return (base + gap).to(x.dtype)

@@ -1,0 +1,89 @@
+"""PFLU, FPFLU and LPFLU modules (Zhu et al. 2021; lpflu.txt)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import functional as F
+from ._base import check_bool, check_real
+
+
+class PFLU(nn.Module):
+    """Power Function Linear Unit (Zhu et al. 2021): ``x (1 + x / sqrt(1 + x^2)) / 2``."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = check_bool("PFLU", "inplace", inplace)  # accepted for timm/torchvision; ignored
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pflu(x)
+
+
+class FPFLU(nn.Module):
+    """Faster PFLU (Zhu et al. 2021, eq. 13): ``max(x, x / (1 + x^2))``."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = check_bool("FPFLU", "inplace", inplace)  # accepted for timm/torchvision; ignored
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.fpflu(x)
+
+
+class LPFLU(nn.Module):
+    """Leaky PFLU (lpflu.txt eqs. 8, 10, 11): ``(1 - a) PFLU(x) + a x``.
+
+    Training: one slope ``a ~ U(lower, upper)`` per forward call (eq. 10), and the buffer
+    ``running_slope`` moves towards it by ``momentum`` in BatchNorm's convention,
+    ``running = (1 - momentum) running + momentum a`` (eq. 11 with m = 1 - momentum; the paper
+    sets m like BN's momentum, the authors' code uses momentum 0.00125). Evaluation uses
+    ``running_slope``, initialised to (lower + upper) / 2. ``randomized=False`` always uses
+    (lower + upper) / 2, as the paper does in plain feed-forward blocks. No trainable parameters.
+    """
+
+    def __init__(
+        self,
+        lower: float = 0.0,
+        upper: float = 0.02,
+        momentum: float = 0.1,
+        randomized: bool = True,
+        inplace: bool = False,
+    ):
+        super().__init__()
+        self.lower = check_real("LPFLU", "lower", lower)
+        self.upper = check_real("LPFLU", "upper", upper)
+        if not 0.0 <= self.lower <= self.upper < 1.0:
+            raise ValueError(
+                f"LPFLU(lower={lower!r}, upper={upper!r}) needs 0 <= lower <= upper < 1 (lpflu.txt eq. 10)"
+            )
+        self.momentum = check_real("LPFLU", "momentum", momentum)
+        if not 0.0 <= self.momentum <= 1.0:
+            raise ValueError(f"LPFLU(momentum={momentum!r}) must be in [0, 1] (BatchNorm's convention)")
+        self.randomized = check_bool("LPFLU", "randomized", randomized)
+        self.inplace = check_bool("LPFLU", "inplace", inplace)  # accepted for timm/torchvision; ignored
+        self.register_buffer("running_slope", torch.tensor((self.lower + self.upper) / 2.0))
+
+    @property
+    def negative_slope(self) -> float:
+        """The slope evaluation uses now (the moving average, or the fixed midpoint)."""
+        if self.randomized:
+            return float(self.running_slope)
+        return (self.lower + self.upper) / 2.0
+
+    def sample_slope(self, device: torch.device) -> torch.Tensor:
+        """Draw a ~ U(lower, upper) (one scalar) and fold it into ``running_slope``."""
+        slope = torch.rand((), device=device) * (self.upper - self.lower) + self.lower
+        with torch.no_grad():
+            self.running_slope.lerp_(slope.to(self.running_slope), self.momentum)
+        return slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.randomized:
+            return F.lpflu(x, (self.lower + self.upper) / 2.0)
+        if self.training:
+            return F.lpflu(x, self.sample_slope(x.device))
+        return F.lpflu(x, self.running_slope)
+
+    def extra_repr(self) -> str:
+        return f"lower={self.lower:g}, upper={self.upper:g}, momentum={self.momentum:g}, randomized={self.randomized}"
