@@ -116,7 +116,7 @@ class _PluginScope:
         override: bool = False,
         **metadata: Any,
     ) -> None:
-        self._registry._validate(name, module_cls, aliases, override, metadata, pending=self.staged)
+        aliases = self._registry._validate(name, module_cls, aliases, override, metadata, pending=self.staged)
         self.staged.append(((name, module_cls), dict(aliases=tuple(aliases), override=override, **metadata)))
 
     def __getattr__(self, attr: str) -> Any:  # names(), get(), ... read the real registry
@@ -134,6 +134,7 @@ class Registry:
         self._aliases: dict[str, str] = {}
         self._listeners: list[Callable[[ActivationInfo], None]] = []
         self._loaded = False
+        self._loading = False
         self._lock = threading.RLock()
         self._current_plugin = "user"
 
@@ -142,14 +143,20 @@ class Registry:
         if self._loaded:
             return
         with self._lock:
-            if self._loaded:
+            # ``_loading`` stops the recursion from add_plugin in this thread; other threads wait on
+            # the lock and see ``_loaded`` only once every plugin is in (not a half-filled table).
+            if self._loaded or self._loading:
                 return
-            self._loaded = True
-            from .plugins import builtin
+            self._loading = True
+            try:
+                from .plugins import builtin
 
-            self.add_plugin(builtin, name="builtin")
-            if self._group:
-                self.load_entry_points()
+                self.add_plugin(builtin, name="builtin")
+                if self._group:
+                    self.load_entry_points()
+            finally:
+                self._loading = False
+                self._loaded = True
 
     def load_entry_points(self) -> list[str]:
         """Import and register every plugin published under the entry-point group not yet loaded.
@@ -236,8 +243,7 @@ class Registry:
         Raises :class:`ActivationNameTaken` if a name or alias is taken, unless ``override=True``.
         """
         self._ensure_loaded()
-        aliases = tuple(aliases)
-        self._validate(name, module_cls, aliases, override, metadata)
+        aliases = self._validate(name, module_cls, aliases, override, metadata)
         with self._lock:
             return self._commit(name, module_cls, aliases=aliases, override=override, **metadata)
 
@@ -249,7 +255,8 @@ class Registry:
         override: bool,
         metadata: dict,
         pending: list | None = None,
-    ) -> None:
+    ) -> tuple[str, ...]:
+        """Check a registration without making it; returns ``aliases`` as a tuple."""
         key = _normalise(name)
         if not (isinstance(module_cls, type) and issubclass(module_cls, nn.Module)):
             raise TypeError(
@@ -258,6 +265,7 @@ class Registry:
             )
         if isinstance(aliases, str):
             raise TypeError(f"register({name!r}, aliases=...) takes a sequence of names, not the string {aliases!r}")
+        aliases = tuple(aliases)
         keys = [key] + [_normalise(a, "alias") for a in aliases]
         if len(set(keys)) != len(keys):
             raise ValueError(f"register({name!r}, aliases={tuple(aliases)!r}) repeats a name")
@@ -268,7 +276,7 @@ class Registry:
                 f"{', '.join(KNOWN_METADATA)} (prefix custom keys with 'x_')"
             )
         if override:
-            return
+            return aliases
         staged = set()
         for args, kwargs in pending or ():
             staged.add(_normalise(args[0]))
@@ -280,6 +288,7 @@ class Registry:
                     f"activation name {k!r} is already registered (by {owner!r}); pass override=True to "
                     "replace it, or choose another name"
                 )
+        return aliases
 
     def _commit(
         self,

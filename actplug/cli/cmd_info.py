@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 
 from rich.console import Console
+from rich.markup import escape
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +20,9 @@ def run(args: argparse.Namespace) -> int:
 
     info = registry.info(args.name)
     console = Console()
-    console.print(f"[bold]{info.name}[/bold]  ({info.cls.__module__}.{info.cls.__qualname__})")
+    # Metadata and docstrings come from plugins: print them verbatim (no rich markup, no hard wraps),
+    # so that e.g. a formula "x in [lo, hi]" is not eaten as a markup tag.
+    console.print(f"[bold]{escape(info.name)}[/bold]  ({escape(f'{info.cls.__module__}.{info.cls.__qualname__}')})")
     rows = {
         "aliases": ", ".join(info.aliases) or "-",
         "formula": info.formula or "-",
@@ -28,9 +32,9 @@ def run(args: argparse.Namespace) -> int:
         "plugin": info.plugin,
     }
     for key, value in rows.items():
-        console.print(f"  {key:>21}: {value}", highlight=False)
-    doc = (info.cls.__doc__ or "").strip()
+        console.print(f"  {key:>21}: {value}", highlight=False, markup=False, soft_wrap=True)
+    doc = inspect.cleandoc(info.cls.__doc__ or "")
     if doc:
         console.print()
-        console.print(doc, highlight=False)
+        console.print(doc, highlight=False, markup=False, soft_wrap=True)
     return 0

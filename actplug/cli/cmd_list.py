@@ -6,6 +6,7 @@ import argparse
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     for column in ("name", "aliases", "trainable parameters", "formula", "paper", "plugin"):
         table.add_column(column, overflow="fold")
     for info in registry:
-        table.add_row(
+        cells = (
             info.name,
             ", ".join(info.aliases) or "-",
             ", ".join(info.parameters) or "-",
@@ -28,5 +29,6 @@ def run(args: argparse.Namespace) -> int:
             info.paper or "-",
             info.plugin,
         )
+        table.add_row(*(Text(cell) for cell in cells))  # plugin metadata verbatim, not rich markup
     Console(width=max(Console().width, 160)).print(table)
     return 0

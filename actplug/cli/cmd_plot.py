@@ -29,15 +29,39 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``"smu:alpha=0.01,mu=2.5"`` -> ``("smu", {"alpha": 0.01, "mu": 2.5})``."""
     name, _, rest = spec.partition(":")
     kwargs: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
+    for item in filter(None, (part.strip() for part in _split_items(rest))):
         key, eq, raw = item.partition("=")
         if not eq or not key.strip():
             raise ValueError(f"cannot read {item!r} in {spec!r}; write NAME:key=value,key=value")
+        key = key.strip()
+        if key in kwargs:
+            raise ValueError(f"{key!r} is given twice in {spec!r}")
         try:
-            kwargs[key.strip()] = ast.literal_eval(raw.strip())
+            kwargs[key] = ast.literal_eval(raw.strip())
         except (ValueError, SyntaxError):
-            kwargs[key.strip()] = raw.strip()
+            kwargs[key] = raw.strip()
     return name.strip(), kwargs
+
+
+def _split_items(text: str) -> list[str]:
+    """Split at the commas outside brackets and quotes, so that ``dim=(1,2)`` stays one item."""
+    items, current, depth, quote = [], [], 0, ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth <= 0:
+            items.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    items.append("".join(current))
+    return items
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,18 +9,29 @@ import torch
 
 from ._precision import as_compute, check_floating, compute_dtype
 
+# For |x| >= 1e8, x / sqrt(1 + x^2) rounds to exactly 1 in float64 (and float32): clamping |x| there
+# in the gate's x >= 0 branch changes no value, while it keeps that branch's backward from
+# multiplying a large upstream gradient (x dL/dout) by a large |x| (inf, then NaN).
+_GATE_SATURATION = 1e8
+
 
 def _pflu_gate(x: torch.Tensor) -> torch.Tensor:
-    """g(x) = (1 + x / sqrt(1 + x^2)) / 2, so that PFLU(x) = x g(x), without cancellation.
+    """g(x) = (1 + x / sqrt(1 + x^2)) / 2, so that PFLU(x) = x g(x), without cancellation or overflow.
 
-    For x < 0, 1 + t = (1 - t^2) / (1 - t) = 1 / ((1 + x^2)(1 + |t|)) with t = x / sqrt(1 + x^2);
-    both branches only ever divide by numbers >= 1, so neither branch (and neither gradient
-    that torch.where evaluates) can overflow for any finite x.
+    For x >= 0, g = (1 + t) / 2 with t = |x| / hypot(x, 1), |x| clamped at 1e8 where t is already 1.
+    For x < 0, with r = 1 / hypot(x, 1), 1 - t = (1 - t^2) / (1 + t) = r^2 / (1 + t), so
+    g = r^2 / (2 (1 + t)): nothing squares x or divides by a number that can overflow. Neither branch
+    (nor either gradient that torch.where evaluates) turns into inf or NaN for any finite x. +-inf are
+    clamped to the largest finite number first, so the gate takes its limits (1 at +inf, 0 at -inf)
+    and PFLU(+inf) = +inf.
     """
-    s = torch.hypot(x, torch.ones((), dtype=x.dtype, device=x.device))
-    t_abs = x.abs() / s
-    positive = 0.5 * (1.0 + t_abs)
-    negative = 0.5 / ((1.0 + x * x) * (1.0 + t_abs))
+    one = torch.ones((), dtype=x.dtype, device=x.device)
+    big = torch.finfo(x.dtype).max
+    xf = x.clamp(-big, big)
+    r = torch.reciprocal(torch.hypot(xf, one))
+    negative = 0.5 * r * r / (1.0 + xf.abs() * r)
+    x_pos = xf.abs().clamp_max(_GATE_SATURATION)
+    positive = 0.5 * (1.0 + x_pos / torch.hypot(x_pos, one))
     return torch.where(x >= 0, positive, negative)
 
 

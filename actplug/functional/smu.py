@@ -41,8 +41,10 @@ def smu1(x: torch.Tensor, alpha: float = 0.25, mu: torch.Tensor | float = 4.3526
 
     Computed as ``max(x, a x) + mu^2 / (2 (r + |(1-a)x|))`` with ``r = hypot((1-a)x, mu)``, which is
     the same function without cancellation for large negative x and with a finite gradient at 0.
-    |mu| is floored at sqrt(tiny) of the compute dtype so that mu = 0 (SMU-1's init underflows
-    to 0 in float16) still gives the subgradient 0 at x = 0 instead of 0/0.
+    Both max(x, a x) and |(1-a)x| take the side x >= 0 at x = 0 itself, so that their kinks cancel
+    and the gradient at 0 is the true slope (1 + a) / 2. |mu| is floored at sqrt(tiny) of the
+    compute dtype so that mu = 0 (SMU-1's init underflows to 0 in float16) still gives a finite
+    gradient at x = 0, the subgradient (1 + a) / 2 of max(x, a x), instead of 0/0.
     """
     check_floating(x, "smu1")
     dtype = compute_dtype(x)
@@ -51,10 +53,13 @@ def smu1(x: torch.Tensor, alpha: float = 0.25, mu: torch.Tensor | float = 4.3526
     floor = math.sqrt(torch.finfo(dtype).tiny) * 4.0
     mu_safe = mu_c.abs().clamp_min(floor)
     a = (1.0 - alpha) * xc
-    a_abs = a.abs()
+    right_side = xc >= 0
+    # |(1-a)x| as a where on the same side test as max(x, a x) below: abs() has gradient 0 at 0,
+    # which would leave the kink of max(x, a x) uncancelled (gradient 1 instead of (1 + a) / 2).
+    a_abs = torch.where(right_side, a, -a) if alpha <= 1.0 else torch.where(right_side, -a, a)
     r = torch.hypot(a, mu_safe)
     gap = mu_safe * mu_safe / (2.0 * (r + a_abs))
     # max(x, a x): x on the right of 0 when alpha <= 1, the other way round when alpha > 1.
     right, left = (xc, alpha * xc) if alpha <= 1.0 else (alpha * xc, xc)
-    base = torch.where(xc >= 0, right, left)
+    base = torch.where(right_side, right, left)
     return (base + gap).to(x.dtype)

@@ -22,5 +22,8 @@ def srelu(x: torch.Tensor, alpha: torch.Tensor | float = 1.0, beta: torch.Tensor
     xc = x.to(dtype)
     a = as_compute(alpha, dtype, x.device)
     b = as_compute(beta, dtype, x.device)
-    # expm1 of min(x, 0): the unused branch never overflows, so its gradient never turns into NaN.
-    return torch.where(xc > 0, a * xc, b * torch.expm1(xc.clamp_max(0.0))).to(x.dtype)
+    # expm1 of x where x <= 0 (of 0 elsewhere): the unused branch never overflows, so its gradient
+    # never turns into NaN. (Not clamp_max(0): its gradient is 0 at x = 0 itself, which would make
+    # the slope at 0 zero instead of beta.)
+    left = torch.where(xc > 0, 0.0, xc)
+    return torch.where(xc > 0, a * xc, b * torch.expm1(left)).to(x.dtype)

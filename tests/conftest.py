@@ -1,0 +1,27 @@
+"""Shared fixtures: a fixed seed for every test and the registered activation names."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+
+# test_functional.py and test_modules.py import the float64 references (tests/references.py)
+# whichever way pytest imports the test files.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    """Every test starts from the same global RNG state (torch.rand/randn and LPFLU's draws)."""
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def registered_names() -> list[str]:
+    """The canonical names actplug's registry knows now."""
+    import actplug
+
+    return actplug.names()

@@ -1,0 +1,56 @@
+"""The README shows only what works: its Python blocks run, and its demo lines are the Makefile's."""
+
+from __future__ import annotations
+
+import re
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+import actplug
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+
+
+def test_readme_has_the_quick_start_and_plugin_examples():
+    assert len(PYTHON_BLOCKS) == 2
+
+
+def test_quick_start_runs():
+    namespace: dict = {}
+    exec(compile(PYTHON_BLOCKS[0], "README quick start", "exec"), namespace)
+    assert isinstance(namespace["act"], actplug.nn.SMU)
+    assert namespace["y"].shape == (8, 64, 32, 32)
+    assert float(namespace["act"].mu.detach()) == pytest.approx(2.5)
+
+
+def test_plugin_example_registers_through_the_hook():
+    plugin = types.ModuleType("readme_plugin")
+    exec(compile(PYTHON_BLOCKS[1], "README plugin example", "exec"), plugin.__dict__)
+    registry = actplug.Registry(entry_point_group=None)
+    assert registry.add_plugin(plugin, name="readme")
+    module = registry.create("SWISHY-1.5")
+    x = torch.linspace(-3, 3, 13)
+    torch.testing.assert_close(module(x), x * torch.sigmoid(1.5 * x))
+    assert registry.info("swishy").plugin == "readme"
+    assert "swishy" not in actplug.names()  # a private registry leaves the global one untouched
+
+
+def test_demo_commands_are_the_makefile_demo():
+    makefile = (ROOT / "Makefile").read_text()
+    demo_recipe = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    readme_lines = [line for line in README.splitlines() if line.startswith(".venv/bin/actplug ")]
+    assert readme_lines, "README shows the demo's commands"
+    for line in readme_lines:
+        command = line.removeprefix(".venv/bin/")
+        assert command.replace("actplug-activations.png", "$(PLOT)") in demo_recipe.replace("$(VENV)/bin/", "")
+
+
+def test_ci_runs_the_readme_test_command():
+    assert "make test" in README
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert [line for line in ci.splitlines() if line and not line.startswith(("#", "set ", "cd "))] == ["make test"]
