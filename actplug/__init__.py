@@ -28,6 +28,12 @@ from .registry import (
 
 __version__ = "0.1.0"
 
+from .integrations import install as _install_integrations
+from .integrations.optim import param_groups
+from .integrations.swap import swap
+
+_install_integrations(registry)
+
 __all__ = [
     "ENTRY_POINT_GROUP",
     "ActivationInfo",
@@ -44,8 +50,10 @@ __all__ = [
     "info",
     "names",
     "nn",
+    "param_groups",
     "register",
     "registry",
+    "swap",
 ]
 
 

@@ -10,6 +10,7 @@ spec below. Publish it under the ``actplug`` entry-point group of your package::
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -31,4 +32,35 @@ def actplug_register_activations(registry: Registry) -> None:
     Metadata keys the registry understands: ``paper``, ``formula``, ``functional`` (the
     stateless twin), ``approximates`` ("relu" or "leaky_relu", used by ``actplug plot``) and
     ``parameters`` (names of trainable parameters, derived from a default instance if omitted).
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Framework adapters (actplug.integrations.*) are plugins too; third parties may adapt more
+# frameworks the same way.
+
+
+@hookspec
+def actplug_framework_modules() -> list[str]:
+    """Names of modules whose import should trigger :func:`actplug_framework_imported` (e.g. ``["timm"]``).
+
+    Called when the plugin is added; the modules are watched without importing them.
+    """
+
+
+@hookspec
+def actplug_framework_imported(name: str, module: ModuleType, registry: Registry) -> None:
+    """Adapt framework module ``name`` (just imported, or already imported when actplug loaded).
+
+    Called once per watched module, whatever the order in which actplug and the framework are
+    imported. Implementations add names to the framework's tables in place and must never replace
+    an entry the framework defines itself.
+    """
+
+
+@hookspec
+def actplug_activation_types() -> list[type]:
+    """Activation module classes of a framework that ``actplug.swap`` replaces by default.
+
+    Return only classes of frameworks already in ``sys.modules``: never import a framework here.
     """

@@ -133,6 +133,7 @@ class Registry:
         self._entries: dict[str, ActivationInfo] = {}
         self._aliases: dict[str, str] = {}
         self._listeners: list[Callable[[ActivationInfo], None]] = []
+        self._plugin_listeners: list[Callable[[object], None]] = []
         self._loaded = False
         self._loading = False
         self._lock = threading.RLock()
@@ -223,7 +224,14 @@ class Registry:
                     self._commit(*args, **kwargs)
             finally:
                 self._current_plugin = previous
+        for listener in list(self._plugin_listeners):
+            listener(plugin)
         return True
+
+    def on_plugin_added(self, listener: Callable[[object], None]) -> None:
+        """Call ``listener(plugin)`` after each plugin added from now on (framework adapters use it
+        to watch the modules that third-party plugins adapt)."""
+        self._plugin_listeners.append(listener)
 
     def _ensure_loaded_unless_builtin(self, name: str) -> None:
         if name != "builtin":

@@ -1,0 +1,69 @@
+"""transformers adapter: every registered name works as ``hidden_act`` (and in ``get_activation``).
+
+Names go into ``transformers.activations.ACT2CLS`` and ``ACT2FN`` (the mapping every model
+imports) in place; the library's own names are never replaced. ``ACT2FN[name]`` builds the module
+with its defaults; ASH then takes per-position statistics (over the hidden size), so causal models
+stay causal. A misspelled name raises a ``KeyError`` subclass that lists close matches.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+
+from actplug.hookspecs import hookimpl
+
+from ._tables import TableFiller, unknown_name_error
+
+#: ACT2CLS keys whose classes ``actplug.swap`` replaces by default (GELU, ReLU and SiLU variants).
+_SWAPPABLE_PREFIXES = ("gelu", "quick_gelu", "relu", "leaky_relu", "silu", "swish")
+_SWAPPABLE_EXCLUDE = ("relu2",)
+
+
+@hookimpl
+def actplug_framework_modules() -> list[str]:
+    return ["transformers.activations"]
+
+
+@hookimpl
+def actplug_framework_imported(name: str, module: ModuleType, registry) -> None:
+    if name != "transformers.activations":
+        return
+    registry.subscribe(TableFiller([(module.ACT2CLS, lambda info: info.cls), (module.ACT2FN, lambda info: info.cls)]))
+    _wrap_getitem(module)
+
+
+def _wrap_getitem(module: ModuleType) -> None:
+    """``ACT2FN[typo]`` raises a KeyError listing close matches (the table itself is untouched)."""
+    cls = type(module.ACT2FN)
+    original = cls.__getitem__
+    if getattr(original, "_actplug_wrapped", False):
+        return
+
+    def __getitem__(self, key):
+        try:
+            return original(self, key)
+        except KeyError as exc:
+            if isinstance(key, str) and self is module.ACT2FN:
+                raise unknown_name_error(key, self.keys()) from exc
+            raise
+
+    __getitem__._actplug_wrapped = True
+    cls.__getitem__ = __getitem__
+
+
+@hookimpl
+def actplug_activation_types() -> list[type]:
+    module = sys.modules.get("transformers.activations")
+    if module is None:
+        return []
+    types = []
+    for key, value in module.ACT2CLS.items():
+        cls = value[0] if isinstance(value, tuple) else value
+        if (
+            key.startswith(_SWAPPABLE_PREFIXES)
+            and key not in _SWAPPABLE_EXCLUDE
+            and cls.__module__.startswith("transformers")
+        ):
+            types.append(cls)
+    return types
