@@ -48,11 +48,14 @@ class ImportWatcher(importlib.abc.MetaPathFinder):
         self._callbacks: dict[str, list[Callback]] = {}
         self._lock = threading.RLock()
         self._searching: set[str] = set()
+        self._executed: set[str] = set()
 
     def watch(self, name: str, callback: Callback) -> None:
         """Run ``callback`` when ``name`` is imported, or now if it already is."""
         module = sys.modules.get(name)
-        if module is not None and not _initialising(module):
+        # A module counts as imported once its code has run: also while the import system still
+        # flags it as initialising, i.e. when a plugin loaded by another callback of it asks.
+        if module is not None and (name in self._executed or not _initialising(module)):
             _call(callback, name, module)
             return
         with self._lock:
@@ -82,6 +85,7 @@ class ImportWatcher(importlib.abc.MetaPathFinder):
 
     def _fire(self, name: str, module: ModuleType) -> None:
         with self._lock:
+            self._executed.add(name)
             callbacks = self._callbacks.pop(name, [])
         for callback in callbacks:
             _call(callback, name, module)

@@ -78,8 +78,9 @@ def swap(
 
     ``replace`` defaults to :func:`default_replace_types` (ReLU family, SiLU, GELU, Hardswish, and
     timm's and transformers' own classes of those). Each occurrence gets its own new module (a
-    module object shared by several parents gets one per parent; one module called twice in a
-    ``forward``, as torchvision's ResNet blocks do with ``self.relu``, stays one module). The new
+    module object held by several parents, or by one parent under several names, gets one per
+    slot; one module called twice in a ``forward``, as torchvision's ResNet blocks do with
+    ``self.relu``, stays one module). The new
     modules take the device and floating dtype of the nearest parameter and the train/eval mode of
     the module they replace. Activations called as functions inside ``forward`` (``F.relu(x)``)
     are not modules and cannot be swapped. Returns ``model``; the count is logged on the
@@ -98,7 +99,10 @@ def swap(
     fallback = _reference_tensor(model)
     replaced: Counter[str] = Counter()
     for parent in list(model.modules()):
-        for child_name, child in list(parent.named_children()):
+        # ``_modules``, not ``named_children()``: the latter yields a module once per parent even when
+        # the parent holds it under two names (``nn.Sequential(relu, conv, relu)``), and the second slot
+        # would keep the old activation.
+        for child_name, child in list(parent._modules.items()):
             if not isinstance(child, types):
                 continue
             new = factory()
@@ -129,7 +133,7 @@ def count_activations(model: nn.Module, types: Iterable[type[nn.Module]] | None 
     types = tuple(types) if types is not None else (*default_replace_types(), *(i.cls for i in registry))
     counts: Counter[str] = Counter()
     for parent in model.modules():
-        for _, child in parent.named_children():
+        for child in parent._modules.values():
             if isinstance(child, types):
                 counts[type(child).__name__] += 1
     return counts

@@ -5,7 +5,7 @@ Names go into timm's own tables (``timm.layers.create_act._ACT_LAYER_DEFAULT`` a
 ``_ACT_FN_DEFAULT``) in place; timm's names are never replaced. A misspelled name raises a
 ``KeyError`` subclass that lists close matches (timm's lookup functions are wrapped for that, their
 tables are not touched). Families that take ``act_layer`` as a class and never resolve names are
-listed in the README.
+listed in docs/timm_families.md.
 """
 
 from __future__ import annotations
@@ -36,12 +36,37 @@ def actplug_framework_imported(name: str, module: ModuleType, registry) -> None:
         TableFiller(
             [
                 (create_act._ACT_LAYER_DEFAULT, lambda info: info.cls),
-                (create_act._ACT_FN_DEFAULT, lambda info: info.functional),
+                (create_act._ACT_FN_DEFAULT, _act_fn),
             ]
         )
     )
     for lookup in _LOOKUPS:
         _wrap_lookup(create_act, lookup)
+
+
+def _act_fn(info):
+    """What ``get_act_fn(name)`` returns: the functional twin, called as timm calls its own
+    functions (``fn(x, inplace=...)``; like the modules, actplug ignores ``inplace``). A plugin that
+    registers no functional gets one that applies a default-built module, so its name works too."""
+    fn = info.functional
+    if fn is None:
+        cls = info.cls
+
+        def act_fn(x, inplace: bool = False):
+            module = cls()
+            if any(True for _ in (*module.parameters(), *module.buffers())):
+                module = module.to(device=x.device)
+            return module(x)
+
+        act_fn.__name__ = act_fn.__qualname__ = info.name
+        act_fn.__doc__ = f"{cls.__name__} with its default arguments, as a function (timm's get_act_fn)."
+        return act_fn
+
+    @functools.wraps(fn)
+    def act_fn(x, *args, inplace: bool = False, **kwargs):
+        return fn(x, *args, **kwargs)
+
+    return act_fn
 
 
 def _wrap_lookup(create_act: ModuleType, attr: str) -> None:

@@ -8,6 +8,7 @@ stay causal. A misspelled name raises a ``KeyError`` subclass that lists close m
 
 from __future__ import annotations
 
+import functools
 import sys
 from types import ModuleType
 
@@ -31,6 +32,7 @@ def actplug_framework_imported(name: str, module: ModuleType, registry) -> None:
         return
     registry.subscribe(TableFiller([(module.ACT2CLS, lambda info: info.cls), (module.ACT2FN, lambda info: info.cls)]))
     _wrap_getitem(module)
+    _wrap_get_activation(module)
 
 
 def _wrap_getitem(module: ModuleType) -> None:
@@ -50,6 +52,33 @@ def _wrap_getitem(module: ModuleType) -> None:
 
     __getitem__._actplug_wrapped = True
     cls.__getitem__ = __getitem__
+
+
+def _wrap_get_activation(module: ModuleType) -> None:
+    """``get_activation(typo)`` raises the same helpful KeyError (transformers' own lists every key).
+
+    Model modules bind ``get_activation`` when imported (DistilBERT, GPT-2, Falcon, ...); those
+    already imported are rebound, read through ``vars`` so that no lazy module is imported.
+    """
+    original = module.get_activation
+    if getattr(original, "_actplug_wrapped", False):
+        return
+
+    @functools.wraps(original)
+    def get_activation(activation_string):
+        if isinstance(activation_string, str) and activation_string not in module.ACT2FN:
+            raise unknown_name_error(activation_string, module.ACT2FN.keys())
+        return original(activation_string)
+
+    get_activation._actplug_wrapped = True
+    for mod in list(sys.modules.values()):
+        namespace = getattr(mod, "__dict__", None)
+        if (
+            isinstance(namespace, dict)
+            and str(namespace.get("__name__", "")).startswith("transformers")
+            and namespace.get("get_activation") is original
+        ):
+            namespace["get_activation"] = get_activation
 
 
 @hookimpl

@@ -16,8 +16,8 @@ README = (ROOT / "README.md").read_text()
 PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 
 
-def test_readme_has_the_quick_start_and_plugin_examples():
-    assert len(PYTHON_BLOCKS) == 2
+def test_readme_has_the_quick_start_framework_and_plugin_examples():
+    assert len(PYTHON_BLOCKS) == 3
 
 
 def test_quick_start_runs():
@@ -28,9 +28,24 @@ def test_quick_start_runs():
     assert float(namespace["act"].mu.detach()) == pytest.approx(2.5)
 
 
+def test_framework_example_runs():
+    namespace: dict = {}
+    exec(compile(PYTHON_BLOCKS[1], "README frameworks", "exec"), namespace)
+    acts = actplug.nn
+    assert sum(isinstance(m, acts.SMU) for m in namespace["model"].modules()) > 10
+    assert sum(isinstance(m, acts.ASH) for m in namespace["bert"].modules()) == 12
+    assert sum(isinstance(m, acts.LPFLU) for m in namespace["net"].modules()) > 10
+    smus = [m for m in namespace["seg"].modules() if isinstance(m, acts.SMU)]
+    assert smus and all(float(m.mu.detach()) == 2.5 and m.alpha == 0.01 for m in smus)
+    assert sum(isinstance(m, acts.SMU1) for m in namespace["pretrained"].modules()) == 9
+    names = [g["name"] for g in namespace["optimizer"].param_groups]
+    assert names == ["decay", "no_decay", "activation"]
+    assert namespace["optimizer"].param_groups[2]["lr"] == 1e-2
+
+
 def test_plugin_example_registers_through_the_hook():
     plugin = types.ModuleType("readme_plugin")
-    exec(compile(PYTHON_BLOCKS[1], "README plugin example", "exec"), plugin.__dict__)
+    exec(compile(PYTHON_BLOCKS[2], "README plugin example", "exec"), plugin.__dict__)
     registry = actplug.Registry(entry_point_group=None)
     assert registry.add_plugin(plugin, name="readme")
     module = registry.create("SWISHY-1.5")
