@@ -192,7 +192,8 @@ class Registry:
         """
         name = name or getattr(plugin, "__name__", None) or repr(plugin)
         where = where or repr(name)
-        self._ensure_loaded_unless_builtin(name)
+        if name != "builtin":  # the built-in plugin is added by _ensure_loaded itself
+            self._ensure_loaded()
         try:
             self.plugin_manager.register(plugin, name=name)
         except Exception as exc:
@@ -232,10 +233,6 @@ class Registry:
         """Call ``listener(plugin)`` after each plugin added from now on (framework adapters use it
         to watch the modules that third-party plugins adapt)."""
         self._plugin_listeners.append(listener)
-
-    def _ensure_loaded_unless_builtin(self, name: str) -> None:
-        if name != "builtin":
-            self._ensure_loaded()
 
     # ----------------------------------------------------------------- registration
     def register(
