@@ -32,3 +32,17 @@ def check_floating(x: torch.Tensor, name: str) -> None:
         raise TypeError(
             f"{name}() expects a floating-point tensor, got dtype {x.dtype}; convert it first, e.g. x.float()"
         )
+
+
+def reduce_to(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Sum a per-element gradient ``t`` down to the shape of the (broadcast) parameter ``like``."""
+    if like.ndim == 0:
+        return t.sum()
+    return t.sum_to_size(like.shape)
+
+
+def finite_max(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with +-inf clamped to the largest finite number (NaN stays NaN), for backward formulas
+    whose factors would otherwise meet as inf / inf or inf * 0 at infinite inputs."""
+    big = torch.finfo(x.dtype).max
+    return x.clamp(-big, big)

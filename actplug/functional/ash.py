@@ -8,11 +8,12 @@ sample, never over the batch (unlike the authors' TF2 code).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 
-from ._precision import as_compute, check_floating, compute_dtype
+from ._precision import as_compute, check_floating, compute_dtype, reduce_to
 
 Dims = int | Sequence[int] | None
 
@@ -101,3 +102,46 @@ def ash(
     """
     mean, std = ash_stats(x, dim, eps)
     return ash_apply(x, mean, std, z, alpha)
+
+
+def ash_backward(
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    z: torch.Tensor | float = 0.0,
+    alpha: torch.Tensor | float = 1.0,
+    dim: Dims = None,
+    need_z: bool = False,
+    need_alpha: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Analytic gradients of :func:`ash` from x and its statistics (as :func:`ash_stats` returns them).
+
+    With ``t = mean + z std``, ``s = sigmoid(2 alpha (x - t))``, ``q = grad x s (1 - s)`` and
+    ``w = 2 alpha q``, over the N elements of each sample:
+    ``dL/dx = grad s + w + dL/dmean / N + dL/dstd (x - mean) / (N std)`` with
+    ``dL/dmean = -sum w`` and ``dL/dstd = -sum w z`` (the std term is 0 where the variance sits on
+    its floor, as the clamp's gradient is); ``dL/dz = -sum w std``, ``dL/dalpha = 2 sum q (x - t)``.
+    Like LayerNorm's, it needs one per-sample reduction before the elementwise pass.
+    """
+    dims = ash_dims(x.ndim, dim)
+    dtype = compute_dtype(x)
+    xc = x.to(dtype)
+    gc = grad.to(dtype)
+    mean = mean.to(dtype)
+    std = std.to(dtype)
+    z_c = as_compute(z, dtype, x.device)
+    a_c = as_compute(alpha, dtype, x.device)
+    n = math.prod([x.shape[d] for d in dims])
+    t = mean + z_c * std
+    s = torch.sigmoid(2.0 * a_c * (xc - t))
+    q = gc * xc * s * (1.0 - s)
+    w = 2.0 * a_c * q
+    d_mean = -w.sum(dims, keepdim=True) if dims else -w
+    d_std = -(w * z_c).sum(dims, keepdim=True) if dims else -(w * z_c)
+    floor = torch.sqrt(torch.tensor(torch.finfo(dtype).tiny, dtype=dtype, device=x.device))
+    d_std = torch.where(std > floor, d_std, 0.0)
+    dx = gc * s + w + d_mean / n + d_std * (xc - mean) / (n * std)
+    d_z = reduce_to(-w * std, z_c) if need_z else None
+    d_alpha = reduce_to(2.0 * q * (xc - t), a_c) if need_alpha else None
+    return dx.to(x.dtype), d_z, d_alpha

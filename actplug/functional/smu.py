@@ -10,11 +10,14 @@ import math
 
 import torch
 
-from ._precision import as_compute, check_floating, compute_dtype
+from ._precision import as_compute, check_floating, compute_dtype, finite_max, reduce_to
 
-# erf(u) == +-1 to float64 precision for |u| >= 6, so clamping u at +-10 changes no value while it
-# keeps u*exp(-u^2) (erf's derivative times u) away from inf*0 when mu is huge (or inf after .half()).
-_ERF_SATURATION = 10.0
+# erf(u) rounds to exactly +-1 in float64 (and float32) for |u| >= 6, so clamping u at +-6 changes no
+# value while it keeps u*exp(-u^2) (erf's derivative times u) away from inf*0 when mu is huge (or inf
+# after .half()). Not a larger bound: exp(-u^2) must stay a normal float32 number (exp(-36) = 2e-16),
+# since subnormal arithmetic is many times slower on CPUs and mu = 1e6 saturates nearly every element.
+_ERF_SATURATION = 6.0
+_INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
 
 
 def smu(x: torch.Tensor, alpha: float = 0.25, mu: torch.Tensor | float = 1e6) -> torch.Tensor:
@@ -63,3 +66,63 @@ def smu1(x: torch.Tensor, alpha: float = 0.25, mu: torch.Tensor | float = 4.3526
     right, left = (xc, alpha * xc) if alpha <= 1.0 else (alpha * xc, xc)
     base = torch.where(right_side, right, left)
     return (base + gap).to(x.dtype)
+
+
+def smu_backward(
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    alpha: float = 0.25,
+    mu: torch.Tensor | float = 1e6,
+    need_mu: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Analytic gradients of :func:`smu` from x alone: ``(dL/dx, dL/dmu or None)``.
+
+    With ``u = clamp(k x, +-6)``, ``k = mu (1-a)``:
+    ``dy/dx = gate + (1-a)/sqrt(pi) u exp(-u^2)`` (``k x`` written as u, so a huge mu never meets
+    a huge x) and ``dy/dmu = (1-a)^2/sqrt(pi) x^2 exp(-u^2)``, both second terms taken where erf is
+    not saturated and 0 where it is (the clamp's own gradient). dL/dmu is summed to mu's shape, in
+    the compute dtype.
+    """
+    dtype = compute_dtype(x)
+    xc = x.to(dtype)
+    gc = grad.to(dtype)
+    mu_c = as_compute(mu, dtype, x.device)
+    one_minus = 1.0 - alpha
+    kx = torch.nan_to_num(mu_c * one_minus) * xc
+    u = kx.clamp(-_ERF_SATURATION, _ERF_SATURATION)
+    unsaturated = kx.abs() < _ERF_SATURATION
+    bell = torch.where(unsaturated, torch.exp(-u * u), 0.0)
+    gate = ((1.0 + alpha) + one_minus * torch.erf(u)) * 0.5
+    dx = (gc * (gate + (one_minus * _INV_SQRT_PI) * u * bell)).to(x.dtype)
+    if not need_mu:
+        return dx, None
+    term = torch.where(unsaturated, xc * xc * bell, 0.0) * (one_minus * one_minus * _INV_SQRT_PI)
+    return dx, reduce_to(gc * term, mu_c)
+
+
+def smu1_backward(
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    alpha: float = 0.25,
+    mu: torch.Tensor | float = 4.352665993287951e-09,
+    need_mu: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Analytic gradients of :func:`smu1` from x alone: ``(dL/dx, dL/dmu or None)``.
+
+    With ``A = (1-a) x`` and ``r = hypot(A, |mu|)``: ``dy/dx = ((1+a) + (1-a) A / r) / 2`` (A / r is
+    in [-1, 1], r >= the floor of |mu|, so it is finite everywhere; (1+a)/2 at x = 0) and
+    ``dy/dmu = sign(mu) |mu| / (2 r)``, 0 where |mu| sits on its floor (the clamp's gradient).
+    """
+    dtype = compute_dtype(x)
+    xc = x.to(dtype)
+    gc = grad.to(dtype)
+    mu_c = as_compute(mu, dtype, x.device)
+    floor = math.sqrt(torch.finfo(dtype).tiny) * 4.0
+    mu_safe = mu_c.abs().clamp_min(floor)
+    a = finite_max((1.0 - alpha) * xc)
+    r = torch.hypot(a, mu_safe)
+    dx = (gc * (0.5 * (1.0 + alpha) + (0.5 * (1.0 - alpha)) * (a / r))).to(x.dtype)
+    if not need_mu:
+        return dx, None
+    scale = torch.where(mu_c.abs() >= floor, 0.5 * torch.sign(mu_c), 0.0)
+    return dx, reduce_to(gc * (mu_safe / r), mu_c) * scale

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ._precision import as_compute, check_floating, compute_dtype
+from ._precision import as_compute, check_floating, compute_dtype, reduce_to
 
 
 def srelu(x: torch.Tensor, alpha: torch.Tensor | float = 1.0, beta: torch.Tensor | float = 0.1) -> torch.Tensor:
@@ -27,3 +27,26 @@ def srelu(x: torch.Tensor, alpha: torch.Tensor | float = 1.0, beta: torch.Tensor
     # the slope at 0 zero instead of beta.)
     left = torch.where(xc > 0, 0.0, xc)
     return torch.where(xc > 0, a * xc, b * torch.expm1(left)).to(x.dtype)
+
+
+def srelu_backward(
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    alpha: torch.Tensor | float = 1.0,
+    beta: torch.Tensor | float = 0.1,
+    need_alpha: bool = False,
+    need_beta: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Analytic gradients of :func:`srelu`: ``dy/dx`` is alpha for x > 0 and ``beta e^x`` for
+    x <= 0; ``dy/dalpha = x [x > 0]``, ``dy/dbeta = (e^x - 1) [x <= 0]``, summed to their shapes."""
+    dtype = compute_dtype(x)
+    xc = x.to(dtype)
+    gc = grad.to(dtype)
+    a = as_compute(alpha, dtype, x.device)
+    b = as_compute(beta, dtype, x.device)
+    right = xc > 0
+    left = torch.where(right, 0.0, xc)
+    dx = (gc * torch.where(right, a, b * torch.exp(left))).to(x.dtype)
+    d_alpha = reduce_to(gc * torch.where(right, xc, 0.0), a) if need_alpha else None
+    d_beta = reduce_to(gc * torch.where(right, 0.0, torch.expm1(left)), b) if need_beta else None
+    return dx, d_alpha, d_beta
