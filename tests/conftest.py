@@ -8,6 +8,11 @@ import sys
 import pytest
 import torch
 
+# Without a GPU, Triton kernels run on CPU tensors under the interpreter (tests/test_triton_kernels.py);
+# this must be set before anything imports triton.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 # test_functional.py and test_modules.py import the float64 references (tests/references.py)
 # whichever way pytest imports the test files.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .. import functional as F
+from .. import kernels
 from ._base import check_bool, check_real
 
 
@@ -45,7 +45,7 @@ class ASH(nn.Module):
         self.inplace = check_bool("ASH", "inplace", inplace)  # accepted for timm/torchvision; ignored
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.ash(x, self.z, self.alpha, self.dim, self.eps)
+        return kernels.ash(x, self.z, self.alpha, self.dim, self.eps)
 
     def extra_repr(self) -> str:
         dim = "auto" if self.dim is None else self.dim

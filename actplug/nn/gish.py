@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import functional as F
+from .. import kernels
 from ._base import check_bool
 
 
@@ -17,4 +17,4 @@ class Gish(nn.Module):
         self.inplace = check_bool("Gish", "inplace", inplace)  # accepted for timm/torchvision; ignored
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.gish(x)
+        return kernels.gish(x)

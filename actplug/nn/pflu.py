@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import functional as F
+from .. import kernels
 from ._base import check_bool, check_real
 
 
@@ -17,7 +17,7 @@ class PFLU(nn.Module):
         self.inplace = check_bool("PFLU", "inplace", inplace)  # accepted for timm/torchvision; ignored
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pflu(x)
+        return kernels.pflu(x)
 
 
 class FPFLU(nn.Module):
@@ -28,7 +28,7 @@ class FPFLU(nn.Module):
         self.inplace = check_bool("FPFLU", "inplace", inplace)  # accepted for timm/torchvision; ignored
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.fpflu(x)
+        return kernels.fpflu(x)
 
 
 class LPFLU(nn.Module):
@@ -80,10 +80,10 @@ class LPFLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.randomized:
-            return F.lpflu(x, (self.lower + self.upper) / 2.0)
+            return kernels.lpflu(x, (self.lower + self.upper) / 2.0)
         if self.training:
-            return F.lpflu(x, self.sample_slope(x.device))
-        return F.lpflu(x, self.running_slope)
+            return kernels.lpflu(x, self.sample_slope(x.device))
+        return kernels.lpflu(x, self.running_slope)
 
     def extra_repr(self) -> str:
         return f"lower={self.lower:g}, upper={self.upper:g}, momentum={self.momentum:g}, randomized={self.randomized}"

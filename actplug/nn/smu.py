@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import functional as F
+from .. import kernels
 from ._base import check_bool, check_real
 
 
@@ -52,7 +52,7 @@ class SMU(_SmoothMaximum):
         super().__init__(alpha=alpha, mu=mu, trainable=trainable, inplace=inplace)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.smu(x, self.alpha, self.mu)
+        return kernels.smu(x, self.alpha, self.mu)
 
 
 class SMU1(_SmoothMaximum):
@@ -70,4 +70,4 @@ class SMU1(_SmoothMaximum):
         super().__init__(alpha=alpha, mu=mu, trainable=trainable, inplace=inplace)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.smu1(x, self.alpha, self.mu)
+        return kernels.smu1(x, self.alpha, self.mu)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import functional as F
+from .. import kernels
 from ._base import check_bool, check_real
 
 
@@ -33,7 +33,7 @@ class SReLU(nn.Module):
                 self.register_buffer(name, tensor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.srelu(x, self.alpha, self.beta)
+        return kernels.srelu(x, self.alpha, self.beta)
 
     def extra_repr(self) -> str:
         return f"alpha={float(self.alpha.detach()):g}, beta={float(self.beta.detach()):g}, trainable={self.trainable}"

@@ -1,0 +1,88 @@
+"""The CPU fast path: the plain math of :mod:`actplug.functional`, fused by Inductor into one C++ loop.
+
+Eager PyTorch runs a formula like SMU's as five or six passes over memory; Inductor fuses it into
+one vectorised loop that moves the same bytes as ``torch.relu``. Each math function is compiled once
+per process with dynamic shapes (one kernel serves every size; a new dtype compiles again), and
+Inductor's on-disk cache makes later processes fast. The first compile takes a few seconds, so it
+is announced once on the ``actplug`` logger. Anything that fails to compile (no C++ compiler, say)
+is reported once and falls back to the plain math, which computes the same values.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+logger = logging.getLogger("actplug")
+
+_compiled: dict[Callable[..., Any], Callable[..., Any]] = {}
+_broken: set[Callable[..., Any]] = set()
+_seen: set[tuple[Any, ...]] = set()
+_announced = False
+
+# Each math function meets several dtypes, needs-gradient flags and size-1 specialisations, each a
+# recompilation; torch.compile's default budget (8 per function) runs out within one test session,
+# and with fullgraph=True running out raises, which would mark the function broken for good. Give
+# each function room for all of them (where torch.compile takes recompile_limit; older PyTorch keeps
+# the global limit).
+_RECOMPILE_LIMIT = 64
+# With dynamic shapes Inductor decides once, from the size of the first call, whether the loop runs
+# on all cores, and its on-disk cache then serves that decision to every later size and process:
+# a first call on a small tensor would leave every big one on a single core. Parallelise always
+# (the fused path only serves large tensors anyway).
+_INDUCTOR_OPTIONS = {"cpp.min_chunk_size": 1}
+_COMPILE_OPTIONS: dict[str, Any] = (
+    {"recompile_limit": _RECOMPILE_LIMIT} if "recompile_limit" in inspect.signature(torch.compile).parameters else {}
+)
+
+
+def _signature(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """What decides whether a call compiles anew: the function, the dtypes and the flags."""
+    return (fn, *(a.dtype if isinstance(a, torch.Tensor) else a for a in args))
+
+
+def run(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` through its Inductor-compiled twin, or plainly if compiling it failed."""
+    global _announced
+    # Detached, and run without autograd (below): the kernels get views of the caller's tensors
+    # (x.view(-1), x2d, a parameter), and dynamo guards on a view's base (its shape and strides), on
+    # requires_grad and on the grad mode, so that each new input shape, layout or call site (inside an
+    # autograd Function or not) would compile anew; a detached alias is a plain tensor with no base.
+    args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
+    if fn in _broken:
+        return fn(*args)
+    compiled = _compiled.get(fn)
+    if compiled is None:
+        compiled = _compiled[fn] = torch.compile(
+            fn, dynamic=True, fullgraph=True, options=_INDUCTOR_OPTIONS, **_COMPILE_OPTIONS
+        )
+    signature = _signature(fn, args)
+    first = signature not in _seen
+    if first and not _announced:
+        _announced = True
+        logger.warning(
+            "actplug: compiling fused CPU kernels on first use (a few seconds per activation and dtype, "
+            "once per process; cached on disk). Set ACTPLUG_CPU_KERNELS=eager to skip this."
+        )
+    started = time.perf_counter()
+    try:
+        with torch.no_grad():
+            result = compiled(*args)
+    except Exception as exc:  # a compiler failure must not stop training: the plain math is exact
+        _broken.add(fn)
+        logger.warning(
+            "actplug: could not compile the CPU kernel %s (%s: %s); using the plain math instead",
+            fn.__name__,
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
+        return fn(*args)
+    if first:
+        _seen.add(signature)
+        logger.info("actplug: compiled %s in %.1f s", fn.__name__, time.perf_counter() - started)
+    return result
