@@ -1,0 +1,94 @@
+"""Timing with alternating repetitions: every candidate runs once per round, and medians are kept.
+
+Interleaving the candidates (and rotating their order each round) spreads clock-frequency
+changes, cache state and other processes' load evenly over them, so their ratios are stable even
+when the absolute times drift. Warm-up calls come first: ``torch.compile`` and the fused CPU
+kernels compile there, never in a timed call.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Candidate:
+    """One thing to time: ``call()`` is timed; ``reset()`` (untimed) runs before each call."""
+
+    name: str
+    call: Callable[[], object]
+    reset: Callable[[], None] | None = None
+
+
+@dataclass
+class Timings:
+    """Seconds of every timed call per candidate, in the order they ran."""
+
+    samples: dict[str, list[float]] = field(default_factory=dict)
+
+    def median_ms(self, name: str) -> float:
+        """The median time of candidate ``name`` in milliseconds."""
+        return statistics.median(self.samples[name]) * 1e3
+
+    def samples_ms(self, name: str) -> list[float]:
+        """Every time of candidate ``name`` in milliseconds."""
+        return [s * 1e3 for s in self.samples[name]]
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(candidate: Candidate, device: torch.device) -> float:
+    """Seconds one ``candidate.call()`` takes, the device synchronised on both sides."""
+    if candidate.reset is not None:
+        candidate.reset()
+    synchronize(device)
+    start = time.perf_counter()
+    candidate.call()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def alternate(
+    candidates: Sequence[Candidate],
+    device: torch.device,
+    repeats: int,
+    warmup: int = 2,
+) -> Timings:
+    """Run each candidate ``warmup`` times untimed, then ``repeats`` rounds of one timed call each.
+
+    Round r starts at candidate r (mod the count), so no candidate always runs first.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} must be >= 1")
+    names = [c.name for c in candidates]
+    if len(set(names)) != len(names):
+        raise ValueError(f"candidate names must be unique, got {names}")
+    for candidate in candidates:
+        for _ in range(warmup):
+            time_call(candidate, device)
+    timings = Timings({c.name: [] for c in candidates})
+    count = len(candidates)
+    for r in range(repeats):
+        for i in range(count):
+            candidate = candidates[(r + i) % count]
+            timings.samples[candidate.name].append(time_call(candidate, device))
+    return timings
+
+
+def clear_grads(tensors: Sequence[torch.Tensor]) -> Callable[[], None]:
+    """A ``reset`` that sets ``.grad`` of ``tensors`` to None, so no backward accumulates into old grads."""
+
+    def reset() -> None:
+        for t in tensors:
+            t.grad = None
+
+    return reset
