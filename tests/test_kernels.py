@@ -272,6 +272,32 @@ def test_functional_kernels_match_reference_and_plain_math(name, params, path, d
     check_against_reference_and_plain(name, x, w, path, kernel, plain, params, R.TENSOR_PARAMS[name])
 
 
+@pytest.mark.parametrize("name", R.ELEMENTWISE)
+def test_blocked_compiled_path_matches_reference_and_plain_math(name, compiled_calls, monkeypatch):
+    """Flat lengths that are a multiple of compiled.BLOCK run as (rows, BLOCK) with fused formulas
+    (:mod:`actplug.kernels.fused_math`); they must match like the 1-D path, special values included."""
+    params = R.FUNCTIONAL_CASES[name][0]
+    x = special_input((2 * kcompiled.BLOCK // 4,), F32).reshape(2, -1)
+    w = torch.randn(x.shape, dtype=F64).to(F32)
+    blocked: list[int] = []
+    real = kcompiled._as_blocks
+    monkeypatch.setattr(kcompiled, "_as_blocks", lambda args: blocked.append(1) or real(args))
+
+    def run(fn):
+        xi = x.clone().requires_grad_()
+        p = leaf_params(name, params, F32)
+        out = fn(xi, **p)
+        (out * w).sum().backward()
+        return out.detach(), xi.grad, {k: p[k].grad for k in R.TENSOR_PARAMS[name]}
+
+    with K.use(**PATHS["compiled"]):
+        kernel = run(kfn(name))
+    assert compiled_calls and len(blocked) == 2, "forward and backward both ran blocked"
+    check_against_reference_and_plain(
+        name, x, w, "compiled", kernel, run(getattr(F, name)), params, R.TENSOR_PARAMS[name]
+    )
+
+
 @pytest.mark.parametrize(("name", "kwargs", "path", "dtype"), MODULE_CASES)
 def test_modules_match_reference_and_plain_math(name, kwargs, path, dtype, compiled_calls):
     m = actplug.create(name, **kwargs).eval()  # evaluation: LPFLU uses its running slope
@@ -805,7 +831,7 @@ def test_compile_failure_falls_back_to_the_plain_math(fresh_compiled_state, actp
         torch.testing.assert_close(gmu, mu.grad)
     torch.testing.assert_close(ash_out, F.ash(x, 0.3, 0.8))
 
-    assert fake.compiled == ["_smu_forward", "_smu_backward", "_rows_forward"], "compiled once each, then left"
+    assert fake.compiled == ["_smu_forward", "_smu_fused_backward", "_rows_forward"], "compiled once each, then left"
     failures = [r.getMessage() for r in actplug_log if "could not compile" in r.getMessage()]
     assert len(failures) == 3, failures
     for fn_name, message in zip(fake.compiled, failures, strict=True):

@@ -137,11 +137,20 @@ def ash_backward(
     s = torch.sigmoid(2.0 * a_c * (xc - t))
     q = gc * xc * s * (1.0 - s)
     w = 2.0 * a_c * q
+    # One per-sample reduction pass: sum w (for mean, std and z) and, if wanted, sum q (x - t) (for
+    # alpha). A single-valued z or alpha then sums per-sample values, not the elements again.
     d_mean = -w.sum(dims, keepdim=True) if dims else -w
-    d_std = -(w * z_c).sum(dims, keepdim=True) if dims else -(w * z_c)
+    z_single, a_single = z_c.numel() == 1, a_c.numel() == 1
     floor = torch.sqrt(torch.tensor(torch.finfo(dtype).tiny, dtype=dtype, device=x.device))
+    d_std = d_mean * z_c if z_single else (-(w * z_c).sum(dims, keepdim=True) if dims else -(w * z_c))
     d_std = torch.where(std > floor, d_std, 0.0)
     dx = gc * s + w + d_mean / n + d_std * (xc - mean) / (n * std)
-    d_z = reduce_to(-w * std, z_c) if need_z else None
-    d_alpha = reduce_to(2.0 * q * (xc - t), a_c) if need_alpha else None
+    d_z = d_alpha = None
+    if need_z:
+        d_z = reduce_to(d_mean * std, z_c) if z_single else reduce_to(-w * std, z_c)
+    if need_alpha:
+        qt = q * (xc - t)
+        if a_single:
+            qt = qt.sum(dims, keepdim=True) if dims else qt
+        d_alpha = reduce_to(2.0 * qt, a_c)
     return dx.to(x.dtype), d_z, d_alpha

@@ -20,7 +20,7 @@ import torch
 
 logger = logging.getLogger("actplug")
 
-_compiled: dict[Callable[..., Any], Callable[..., Any]] = {}
+_compiled: dict[tuple[Callable[..., Any], bool], Callable[..., Any]] = {}
 _broken: set[Callable[..., Any]] = set()
 _seen: set[tuple[Any, ...]] = set()
 _announced = False
@@ -36,14 +36,55 @@ _RECOMPILE_LIMIT = 64
 # a first call on a small tensor would leave every big one on a single core. Parallelise always
 # (the fused path only serves large tensors anyway).
 _INDUCTOR_OPTIONS = {"cpp.min_chunk_size": 1}
+# Flat inputs whose length is a multiple of BLOCK run as a (rows, BLOCK) matrix with only the row
+# count symbolic: the inner loop then has a fixed trip count and no tail, and its reductions a fixed
+# chunking, about 5-10% faster than a fully dynamic 1-D loop (the price of dynamic shapes in Inductor).
+BLOCK = 4096
 _COMPILE_OPTIONS: dict[str, Any] = (
     {"recompile_limit": _RECOMPILE_LIMIT} if "recompile_limit" in inspect.signature(torch.compile).parameters else {}
 )
 
 
-def _signature(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, ...]:
-    """What decides whether a call compiles anew: the function, the dtypes and the flags."""
-    return (fn, *(a.dtype if isinstance(a, torch.Tensor) else a for a in args))
+def _signature(fn: Callable[..., Any], args: tuple[Any, ...], blocked: bool) -> tuple[Any, ...]:
+    """What decides whether a call compiles anew: the function, the dtypes, the flags and the shape kind."""
+    return (fn, blocked, *(a.dtype if isinstance(a, torch.Tensor) else a for a in args))
+
+
+def _blocked(args: tuple[Any, ...]) -> int | None:
+    """The common length of the 1-D tensor arguments if it is a multiple of BLOCK, else None."""
+    lengths = {a.shape[0] for a in args if isinstance(a, torch.Tensor) and a.ndim == 1}
+    if any(isinstance(a, torch.Tensor) and a.ndim > 1 for a in args) or len(lengths) != 1:
+        return None
+    (n,) = lengths
+    return n if n >= BLOCK and n % BLOCK == 0 else None
+
+
+def _as_blocks(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    blocks = []
+    for a in args:
+        if isinstance(a, torch.Tensor) and a.ndim == 1:
+            a = a.view(-1, BLOCK)
+            torch._dynamo.maybe_mark_dynamic(a, 0)
+        blocks.append(a)
+    return tuple(blocks)
+
+
+def _from_blocks(result: Any, n: int) -> Any:
+    if isinstance(result, torch.Tensor):
+        return result.view(n) if result.ndim == 2 and result.shape[1] == BLOCK else result
+    if isinstance(result, (tuple, list)):
+        return type(result)(_from_blocks(r, n) for r in result)
+    return result
+
+
+def _compile(fn: Callable[..., Any], blocked: bool) -> Callable[..., Any]:
+    compiled = _compiled.get((fn, blocked))
+    if compiled is None:
+        # Blocked calls mark their row count dynamic themselves; everything else stays static.
+        compiled = _compiled[(fn, blocked)] = torch.compile(
+            fn, dynamic=False if blocked else True, fullgraph=True, options=_INDUCTOR_OPTIONS, **_COMPILE_OPTIONS
+        )
+    return compiled
 
 
 def run(fn: Callable[..., Any], *args: Any) -> Any:
@@ -56,12 +97,9 @@ def run(fn: Callable[..., Any], *args: Any) -> Any:
     args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
     if fn in _broken:
         return fn(*args)
-    compiled = _compiled.get(fn)
-    if compiled is None:
-        compiled = _compiled[fn] = torch.compile(
-            fn, dynamic=True, fullgraph=True, options=_INDUCTOR_OPTIONS, **_COMPILE_OPTIONS
-        )
-    signature = _signature(fn, args)
+    n = _blocked(args)
+    compiled = _compile(fn, n is not None)
+    signature = _signature(fn, args, n is not None)
     first = signature not in _seen
     if first and not _announced:
         _announced = True
@@ -72,7 +110,7 @@ def run(fn: Callable[..., Any], *args: Any) -> Any:
     started = time.perf_counter()
     try:
         with torch.no_grad():
-            result = compiled(*args)
+            result = compiled(*args) if n is None else _from_blocks(compiled(*_as_blocks(args)), n)
     except Exception as exc:  # a compiler failure must not stop training: the plain math is exact
         _broken.add(fn)
         logger.warning(

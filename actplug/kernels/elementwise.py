@@ -14,7 +14,7 @@ import torch
 
 from .. import functional as F
 from ..functional._precision import check_floating, compute_dtype
-from . import compiled, dispatch, layout
+from . import compiled, dispatch, fused_math, layout
 
 
 @dataclass(frozen=True)
@@ -23,12 +23,24 @@ class ElementwiseOp:
 
     ``forward(x, *params, *consts)`` and ``backward(x, grad, *params, *consts, *needs)``, where
     params are tensors (that may need gradients), consts are Python floats, and backward returns
-    ``(dx, *param_grads)`` with None for a gradient not needed.
+    ``(dx, *param_grads)`` with None for a gradient not needed. ``fused_forward`` and
+    ``fused_backward``, where given, are the same functions written for Inductor's fused loops
+    (:mod:`actplug.kernels.fused_math`); the compiled CPU path runs them.
     """
 
     name: str
     forward: Callable[..., torch.Tensor]
     backward: Callable[..., tuple[torch.Tensor | None, ...]]
+    fused_forward: Callable[..., torch.Tensor] | None = None
+    fused_backward: Callable[..., tuple[torch.Tensor | None, ...]] | None = None
+
+    def compiled_forward(self) -> Callable[..., torch.Tensor]:
+        """What the compiled CPU path fuses for the forward."""
+        return self.fused_forward or self.forward
+
+    def compiled_backward(self) -> Callable[..., tuple[torch.Tensor | None, ...]]:
+        """What the compiled CPU path fuses for the backward."""
+        return self.fused_backward or self.backward
 
 
 def _smu_forward(x, mu, alpha):
@@ -39,12 +51,24 @@ def _smu_backward(x, grad, mu, alpha, need_mu):
     return F.smu_backward(x, grad, alpha, mu, need_mu)
 
 
+def _smu_fused_backward(x, grad, mu, alpha, need_mu):
+    return fused_math.smu_backward(x, grad, alpha, mu, need_mu)
+
+
 def _smu1_forward(x, mu, alpha):
     return F.smu1(x, alpha, mu)
 
 
 def _smu1_backward(x, grad, mu, alpha, need_mu):
     return F.smu1_backward(x, grad, alpha, mu, need_mu)
+
+
+def _smu1_fused_forward(x, mu, alpha):
+    return fused_math.smu1(x, alpha, mu)
+
+
+def _smu1_fused_backward(x, grad, mu, alpha, need_mu):
+    return fused_math.smu1_backward(x, grad, alpha, mu, need_mu)
 
 
 def _pflu_backward(x, grad):
@@ -62,13 +86,13 @@ def _gish_backward(x, grad):
 OPS = {
     op.name: op
     for op in (
-        ElementwiseOp("smu", _smu_forward, _smu_backward),
-        ElementwiseOp("smu1", _smu1_forward, _smu1_backward),
+        ElementwiseOp("smu", _smu_forward, _smu_backward, fused_backward=_smu_fused_backward),
+        ElementwiseOp("smu1", _smu1_forward, _smu1_backward, _smu1_fused_forward, _smu1_fused_backward),
         ElementwiseOp("pflu", F.pflu, _pflu_backward),
         ElementwiseOp("lpflu", F.lpflu, F.lpflu_backward),
         ElementwiseOp("fpflu", F.fpflu, _fpflu_backward),
         ElementwiseOp("gish", F.gish, _gish_backward),
-        ElementwiseOp("srelu", F.srelu, F.srelu_backward),
+        ElementwiseOp("srelu", F.srelu, F.srelu_backward, fused_math.srelu, fused_math.srelu_backward),
     )
 }
 
@@ -81,7 +105,7 @@ def _forward(
     flat, strides = layout.flatten(x)
     scalars = tuple(p.detach().reshape(()).to(compute_dtype(x)) for p in params)
     if path == "compiled":
-        y = compiled.run(op.forward, flat, *scalars, *consts)
+        y = compiled.run(op.compiled_forward(), flat, *scalars, *consts)
     else:
         from .triton_kernels import elementwise_forward
 
@@ -106,7 +130,7 @@ def _backward(
         grad_flat = layout.flatten_like(grad, x.shape, strides)
         scalars = tuple(p.detach().reshape(()).to(compute_dtype(x)) for p in params)
         if path == "compiled":
-            dx, *param_grads = compiled.run(op.backward, flat, grad_flat, *scalars, *consts, *need_params)
+            dx, *param_grads = compiled.run(op.compiled_backward(), flat, grad_flat, *scalars, *consts, *need_params)
         else:
             from .triton_kernels import elementwise_backward
 
