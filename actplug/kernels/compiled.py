@@ -82,7 +82,7 @@ def _compile(fn: Callable[..., Any], blocked: bool) -> Callable[..., Any]:
     if compiled is None:
         # Blocked calls mark their row count dynamic themselves; everything else stays static.
         compiled = _compiled[(fn, blocked)] = torch.compile(
-            fn, dynamic=False if blocked else True, fullgraph=True, options=_INDUCTOR_OPTIONS, **_COMPILE_OPTIONS
+            fn, dynamic=not blocked, fullgraph=True, options=_INDUCTOR_OPTIONS, **_COMPILE_OPTIONS
         )
     return compiled
 
