@@ -58,7 +58,8 @@ def test_plugin_example_registers_through_the_hook():
 def test_demo_commands_are_the_makefile_demo():
     makefile = (ROOT / "Makefile").read_text()
     demo_recipe = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
-    readme_lines = [line for line in README.splitlines() if line.startswith(".venv/bin/actplug ")]
+    section = README.split("## The two commands", 1)[1].split("\n## ", 1)[0]
+    readme_lines = [line for line in section.splitlines() if line.startswith(".venv/bin/actplug ")]
     assert readme_lines, "README shows the demo's commands"
     for line in readme_lines:
         command = line.removeprefix(".venv/bin/")
@@ -69,3 +70,37 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in README
     ci = (ROOT / ".ci" / "run").read_text()
     assert [line for line in ci.splitlines() if line and not line.startswith(("#", "set ", "cd "))] == ["make test"]
+
+
+def _finetune_commands() -> list[list[str]]:
+    """Every ``actplug finetune`` command the README shows, as argv after ``actplug``."""
+    import shlex
+
+    section = README.split("## Fine-tuning detection and segmentation", 1)[1].split("\n## ", 1)[0]
+    blocks = [block.split("```", 1)[0] for block in section.split("```bash\n")[1:]]
+    joined = "\n".join(blocks).replace("\\\n", " ")
+    commands = []
+    for line in joined.splitlines():
+        if "actplug finetune" not in line or line.lstrip().startswith("#"):
+            continue
+        argv = shlex.split(line)
+        start = argv.index("finetune")
+        commands.append(argv[start:])
+    return commands
+
+
+def test_readme_finetune_commands_are_valid_options():
+    """The documented commands parse and make valid configurations (their data folders are the user's)."""
+    from actplug.cli import build_parser
+    from actplug.finetune import FinetuneConfig
+
+    commands = _finetune_commands()
+    assert len(commands) >= 5
+    tasks = set()
+    for argv in commands:
+        args = build_parser().parse_args(argv)
+        config = FinetuneConfig(
+            task=args.task, output=args.output, act=args.act, model=args.model, act_kwargs=args.act_kwargs
+        )
+        tasks.add((config.task, config.model))
+    assert {t for t, _ in tasks} == {"segmentation", "detection"}
