@@ -9,9 +9,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import cmd_bench, cmd_finetune, cmd_info, cmd_list, cmd_plot
+from . import cmd_bench, cmd_compare, cmd_finetune, cmd_info, cmd_list, cmd_plot
 
-COMMANDS = (cmd_list, cmd_info, cmd_plot, cmd_bench, cmd_finetune)
+COMMANDS = (cmd_list, cmd_info, cmd_plot, cmd_bench, cmd_finetune, cmd_compare)
 
 
 class CommandError(Exception):
