@@ -9,17 +9,16 @@ cross-entropy; precision, recall and F1 are macro averages over the ten classes.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CompareError
-from .classification import MAIN_METRIC, METRICS, argmax, cross_entropy_sum
+from .classification import argmax, cross_entropy_sum
 from .networks import small_cnn
-from .tensor_runs import BATCH_SIZE, LR, Objective, TensorSplit, run_tensor_classifier
-from .training import activation_factory, check_run_args, positive_int, seeded_build, stratified_split
+from .tensor_runs import Objective, TensorSplit, fixed_network_task, make_run
+from .training import activation_factory, seeded_build, stratified_split
 
 if TYPE_CHECKING:
     from . import CompareTask
@@ -74,32 +73,9 @@ def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 OBJECTIVE = Objective(loss=_cross_entropy, loss_sum=cross_entropy_sum, predict=argmax, average="macro")
 
 
-def run(
-    act: str,
-    seed: int,
-    epochs: int,
-    device: torch.device | str = "cpu",
-    *,
-    batch_size: int = BATCH_SIZE,
-    lr: float = LR,
-) -> dict[str, Any]:
-    """Train and test one (activation, seed) run; returns ``{"metrics", "history"}`` (see the contract)."""
-    check_run_args(act, seed, epochs)
-    positive_int("batch_size", batch_size)
-    split = load_split(seed)
-    model = build_model(act, seed)
-    return run_tensor_classifier(
-        model, split, OBJECTIVE, seed=seed, epochs=epochs, device=torch.device(device), batch_size=batch_size, lr=lr
-    )
+run = make_run(load_split, build_model, OBJECTIVE)
 
 
 def make_task(model: str | None) -> CompareTask:
-    """The :class:`~actplug.compare.tasks.CompareTask` of digits; its network is fixed, so no ``--model``."""
-    from . import CompareTask
-
-    if model is not None:
-        raise CompareError(
-            f"--model {model!r}: the digits task always trains srelu.txt's CNN; leave --model out "
-            "(it chooses the model of shapes-seg, shapes-det and folder:PATH)"
-        )
-    return CompareTask(NAME, MAIN_METRIC, METRICS, DEFAULT_EPOCHS, DESCRIPTION, run)
+    """The task's :class:`~actplug.compare.tasks.CompareTask`; its network is fixed, so no ``--model``."""
+    return fixed_network_task(NAME, DEFAULT_EPOCHS, DESCRIPTION, run, "srelu.txt's CNN", model)

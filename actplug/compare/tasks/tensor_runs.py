@@ -10,8 +10,9 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from .classification import MAIN_METRIC, evaluate_classifier
-from .training import Evaluation, fit, seeded_loader
+from ..errors import CompareError
+from .classification import MAIN_METRIC, METRICS, evaluate_classifier
+from .training import Evaluation, check_run_args, fit, positive_int, seeded_loader
 
 #: srelu.txt §IV-C: Adam with a learning rate of 0.001, 128 samples per batch.
 LR = 1e-3
@@ -75,3 +76,48 @@ def run_tensor_classifier(
         )
 
     return fit(model, optimizer, loader, step_loss, evaluate, epochs=epochs, main_metric=MAIN_METRIC)
+
+
+def make_run(
+    load_split: Callable[[int], TensorSplit], build_model: Callable[[str, int], nn.Module], objective: Objective
+) -> Callable[..., dict[str, Any]]:
+    """The ``run(act, seed, epochs, device, *, batch_size, lr)`` of a task with a fixed network and split."""
+
+    def run(
+        act: str,
+        seed: int,
+        epochs: int,
+        device: torch.device | str = "cpu",
+        *,
+        batch_size: int = BATCH_SIZE,
+        lr: float = LR,
+    ) -> dict[str, Any]:
+        """Train and test one (activation, seed) run; returns ``{"metrics", "history"}`` (see the contract)."""
+        check_run_args(act, seed, epochs)
+        positive_int("batch_size", batch_size)
+        split = load_split(seed)
+        model = build_model(act, seed)
+        return run_tensor_classifier(
+            model, split, objective, seed=seed, epochs=epochs, device=torch.device(device), batch_size=batch_size, lr=lr
+        )
+
+    return run
+
+
+def fixed_network_task(
+    name: str,
+    default_epochs: int,
+    description: str,
+    run: Callable[..., dict[str, Any]],
+    network: str,
+    model: str | None,
+):
+    """The :class:`~actplug.compare.tasks.CompareTask` of a task whose network is fixed, so no ``--model``."""
+    from . import CompareTask
+
+    if model is not None:
+        raise CompareError(
+            f"--model {model!r}: the {name} task always trains {network}; leave --model out "
+            "(it chooses the model of shapes-seg, shapes-det and folder:PATH)"
+        )
+    return CompareTask(name, MAIN_METRIC, METRICS, default_epochs, description, run)

@@ -12,17 +12,15 @@ cross-entropy (``BCEWithLogitsLoss``: the paper's sigmoid output and BCE in one 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CompareError
-from .classification import MAIN_METRIC, METRICS
 from .networks import feed_forward
-from .tensor_runs import BATCH_SIZE, LR, Objective, TensorSplit, run_tensor_classifier
-from .training import activation_factory, check_run_args, positive_int, seeded_build, stratified_split
+from .tensor_runs import Objective, TensorSplit, fixed_network_task, make_run
+from .training import activation_factory, seeded_build, stratified_split
 
 if TYPE_CHECKING:
     from . import CompareTask
@@ -92,32 +90,9 @@ def _predict(logits: torch.Tensor) -> torch.Tensor:
 OBJECTIVE = Objective(loss=_bce, loss_sum=_bce_sum, predict=_predict, average="binary")
 
 
-def run(
-    act: str,
-    seed: int,
-    epochs: int,
-    device: torch.device | str = "cpu",
-    *,
-    batch_size: int = BATCH_SIZE,
-    lr: float = LR,
-) -> dict[str, Any]:
-    """Train and test one (activation, seed) run; returns ``{"metrics", "history"}`` (see the contract)."""
-    check_run_args(act, seed, epochs)
-    positive_int("batch_size", batch_size)
-    split = load_split(seed)
-    model = build_model(act, seed)
-    return run_tensor_classifier(
-        model, split, OBJECTIVE, seed=seed, epochs=epochs, device=torch.device(device), batch_size=batch_size, lr=lr
-    )
+run = make_run(load_split, build_model, OBJECTIVE)
 
 
 def make_task(model: str | None) -> CompareTask:
-    """The :class:`~actplug.compare.tasks.CompareTask` of WDBC; its network is fixed, so no ``--model``."""
-    from . import CompareTask
-
-    if model is not None:
-        raise CompareError(
-            f"--model {model!r}: the wdbc task always trains srelu.txt's feed-forward network; leave --model out "
-            "(it chooses the model of shapes-seg, shapes-det and folder:PATH)"
-        )
-    return CompareTask(NAME, MAIN_METRIC, METRICS, DEFAULT_EPOCHS, DESCRIPTION, run)
+    """The task's :class:`~actplug.compare.tasks.CompareTask`; its network is fixed, so no ``--model``."""
+    return fixed_network_task(NAME, DEFAULT_EPOCHS, DESCRIPTION, run, "srelu.txt's feed-forward network", model)
