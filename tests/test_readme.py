@@ -104,3 +104,22 @@ def test_readme_finetune_commands_are_valid_options():
         )
         tasks.add((config.task, config.model))
     assert {t for t, _ in tasks} == {"segmentation", "detection"}
+
+
+def test_readme_compare_commands_are_valid_plans(tmp_path, monkeypatch):
+    """The commands quoted above the README's comparison tables parse into valid plans (no run starts)."""
+    import shlex
+
+    from actplug.cli import build_parser
+    from actplug.cli.cmd_compare import build_plan, command_line
+
+    section = README.split("## Comparing activations", 1)[1].split("\n## ", 1)[0]
+    blocks = [block.split("```", 1)[0].strip() for block in section.split("```bash\n")[1:]]
+    assert len(blocks) == 2
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        argv = shlex.split(block.removeprefix(".venv/bin/actplug "))
+        plan = build_plan(build_parser().parse_args(argv))
+        assert command_line(plan) == block.removeprefix(".venv/bin/"), "the quoted command is the canonical one"
+        assert plan.task.name in ("wdbc", "digits") and len(plan.seeds) == 5
+        assert not (tmp_path / "runs").exists()
