@@ -6,8 +6,11 @@ those keep PyTorch's classes and are accepted wherever a recipe takes an activat
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from .registry import UnknownActivationError, registry
@@ -57,3 +60,21 @@ def make_activation(name: str, **kwargs: Any) -> nn.Module:
         return cls(**kwargs)
     except TypeError as exc:
         raise TypeError(f"activation {name!r} ({cls.__name__}) does not take {sorted(kwargs)}: {exc}") from None
+
+
+def _build_isolated(name: str, kwargs: Mapping[str, Any], *, inplace: bool | None = None, **extra: Any) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        return make_activation(name, **{**extra, **kwargs})
+
+
+def activation_layer(name: str, kwargs: Mapping[str, Any] | None = None) -> functools.partial:
+    """A module factory for frameworks' ``act_layer=`` (timm, torchvision) and ``actplug.swap``.
+
+    Each call builds a new ``name`` module with ``kwargs`` (they win over the framework's keywords; the
+    ``inplace=`` timm passes is dropped, since ``nn.GELU`` and friends do not take it). It is a
+    ``functools.partial`` because timm asserts ``act_layer`` is a class, name, function or partial.
+    Modules are built inside ``torch.random.fork_rng``: an activation that draws random numbers when
+    built cannot shift the initial weights of the layers built after it, so runs that differ only in
+    the activation start from the same weights.
+    """
+    return functools.partial(_build_isolated, name, dict(kwargs or {}))

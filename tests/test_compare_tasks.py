@@ -321,6 +321,9 @@ def test_rng_drawing_activation_is_isolated_or_refused(monkeypatch):
         torch.rand(10)
         return nn.ReLU()
 
+    import actplug.baselines
+
+    monkeypatch.setattr(actplug.baselines, "make_activation", drawing)  # what every activation_layer builds with
     monkeypatch.setattr(training, "make_activation", drawing)
     state = training.non_activation_state(wdbc.build_model("relu", 0))
     assert all(torch.equal(state[k], reference[k]) for k in reference)

@@ -303,3 +303,19 @@ def test_build_model_refuses_bad_num_classes(task, num_classes):
 def test_build_model_checks_options_first():
     with pytest.raises(FinetuneError, match="Did you mean 'smu'"):
         models.build_model("detection", "ssdlite320", num_classes=3, act="smuu", image_size=64)
+
+
+def test_meta_device_limits_are_told_apart_from_model_errors():
+    """The meta-device probes skip only the meta device's own limits; a model's shape errors still fail."""
+    from actplug.finetune.models_segmentation import is_meta_limitation
+
+    assert is_meta_limitation(NotImplementedError("no meta kernel for aten::foo"))
+    assert is_meta_limitation(RuntimeError("Tensor.item() cannot be called on meta tensors"))
+    with torch.device("meta"):
+        try:
+            torch.empty(1).item()
+        except Exception as exc:  # the real error the meta device raises
+            assert is_meta_limitation(exc), exc
+    assert not is_meta_limitation(RuntimeError("Kernel size can't be greater than actual input size"))
+    assert not is_meta_limitation(ValueError("Expected more than 1 value per channel when training"))
+    assert not is_meta_limitation(RuntimeError("metadata mismatch"))  # 'meta' only as a word of its own

@@ -1,14 +1,12 @@
 """The recipe's activation: name and kwargs checked once, then handed to timm, torchvision and swap.
 
 Registered actplug names and PyTorch's baselines (:mod:`actplug.baselines`) are both accepted. The
-frameworks get a ``functools.partial`` (timm asserts that ``act_layer`` is a class, a name, a function
-or a partial) that builds a new module per call with the user's kwargs and ignores the ``inplace=``
-timm passes, since ``nn.GELU`` and friends do not take it.
+frameworks get :func:`actplug.baselines.activation_layer`, a factory that builds a new module per call
+with the user's kwargs.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections import Counter
 from collections.abc import Mapping
@@ -16,11 +14,13 @@ from typing import Any
 
 from torch import nn
 
-from actplug.baselines import activation_class, make_activation
+from actplug.baselines import activation_class, activation_layer
 from actplug.integrations.swap import count_activations, default_replace_types, swap
 from actplug.registry import UnknownActivationError
 
 from .errors import FinetuneError
+
+__all__ = ["activation_counts", "activation_layer", "check_activation", "swap_remaining"]
 
 
 def check_activation(act: str, act_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -47,7 +47,7 @@ def check_activation(act: str, act_kwargs: Mapping[str, Any] | None) -> dict[str
                 f"{_did_you_mean(unknown, takes)}; it takes {', '.join(takes) or 'no keyword arguments'}"
             )
     try:
-        make_activation(act, **kwargs)
+        activation_layer(act, kwargs)()
     except Exception as exc:  # a bad value: the class's own message says which and why
         raise FinetuneError(
             f"--act-kwargs {kwargs} are not valid for activation {act!r} ({cls.__name__}): {exc}"
@@ -72,16 +72,6 @@ def _did_you_mean(unknown: list[str], takes: list[str]) -> str:
     close = {k: difflib.get_close_matches(k, takes, n=1) for k in unknown}
     hints = [f"{k!r} -> {m[0]!r}" for k, m in close.items() if m]
     return f" (did you mean {', '.join(hints)}?)" if hints else ""
-
-
-def _create(name: str, kwargs: Mapping[str, Any], *, inplace: bool | None = None, **extra: Any) -> nn.Module:
-    """One new activation module; the framework's ``inplace`` is dropped, the user's kwargs win."""
-    return make_activation(name, **{**extra, **kwargs})
-
-
-def activation_layer(act: str, act_kwargs: Mapping[str, Any]) -> functools.partial:
-    """What timm's ``act_layer=`` and torchvision's (adapted) ``act_layer=`` receive: a module factory."""
-    return functools.partial(_create, act, dict(act_kwargs))
 
 
 def swap_remaining(model: nn.Module, act: str, act_kwargs: Mapping[str, Any]) -> nn.Module:

@@ -112,7 +112,7 @@ def _run_probe(model: str, encoder: str, act: str, act_kwargs: Mapping[str, Any]
             net.eval()
             net(torch.empty(1, 3, image_size, image_size))
     except Exception as exc:
-        if _meta_limitation(exc):
+        if is_meta_limitation(exc):
             return 1  # the meta device cannot run something here; the real build will tell
         raise FinetuneError(_encoder_problem(where, encoder, exc)) from None
     try:
@@ -124,8 +124,9 @@ def _run_probe(model: str, encoder: str, act: str, act_kwargs: Mapping[str, Any]
     return 1
 
 
-def _meta_limitation(exc: Exception) -> bool:
-    """An error of the meta device itself (no data: ``.item()``, an operator without a meta kernel)."""
+def is_meta_limitation(exc: Exception) -> bool:
+    """True for an error of the meta device itself (no data: ``.item()``, an operator without a meta
+    kernel), which says nothing about the model; shape and argument errors are the model's own."""
     return isinstance(exc, NotImplementedError) or re.search(r"\bmeta\b", str(exc), re.IGNORECASE) is not None
 
 

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...baselines import activation_layer
 from .classification import argmax, cross_entropy_sum
 from .networks import small_cnn
 from .tensor_runs import Objective, TensorSplit, fixed_network_task, make_run
-from .training import activation_factory, seeded_build, stratified_split
+from .training import seeded_build, stratified_split
 
 if TYPE_CHECKING:
     from . import CompareTask
@@ -63,7 +64,7 @@ def load_split(seed: int) -> TensorSplit:
 
 def build_model(act: str, seed: int) -> nn.Module:
     """The CNN with ``act``, initialised from ``seed`` alone (the same weights for every activation)."""
-    return seeded_build(seed, lambda: small_cnn(1, IMAGE_SIZE, NUM_CLASSES, activation_factory(act)))
+    return seeded_build(seed, lambda: small_cnn(1, IMAGE_SIZE, NUM_CLASSES, activation_layer(act)))
 
 
 def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -21,12 +21,13 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from ...baselines import activation_layer
+from ...finetune.models_segmentation import is_meta_limitation
 from ..errors import CompareError
 from .classification import MAIN_METRIC, METRICS, argmax, cross_entropy_sum, evaluate_classifier
 from .folder_checks import FolderLayout, inspect_folder
 from .training import (
     Evaluation,
-    activation_factory,
     check_run_args,
     fit,
     positive_int,
@@ -104,17 +105,12 @@ def check_timm_model(name: str, num_classes: int, image_size: int) -> str:
         net.eval()
         with torch.device("meta"):
             net(torch.empty(1, 3, image_size, image_size))
-    except (NotImplementedError, RuntimeError) as exc:
-        if "meta" not in str(exc).lower() and not isinstance(exc, NotImplementedError):
-            raise CompareError(
-                f"--model {name!r} cannot take {image_size}x{image_size} images ({exc}); use a convolutional "
-                f"model such as {others}"
-            ) from None
     except Exception as exc:
-        raise CompareError(
-            f"--model {name!r} cannot take {image_size}x{image_size} images ({type(exc).__name__}: {exc}); use a "
-            f"convolutional model such as {others}"
-        ) from None
+        if not is_meta_limitation(exc):  # the meta device's own limits say nothing about the size
+            raise CompareError(
+                f"--model {name!r} cannot take {image_size}x{image_size} images ({type(exc).__name__}: {exc}); "
+                f"use a convolutional model such as {others}"
+            ) from None
     return base
 
 
@@ -159,7 +155,7 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
 def build_model(model: str, act: str, seed: int, num_classes: int) -> nn.Module:
     """timm's ``model`` from scratch with ``act``, built right after ``torch.manual_seed(seed)``.
 
-    ``act_layer`` is an RNG-neutral factory (:func:`~.training.activation_factory`); activation modules the
+    ``act_layer`` is an RNG-neutral factory (:func:`actplug.baselines.activation_layer`); activation modules the
     model builds without ``act_layer`` are swapped afterwards (without touching the RNG either).
     """
     import timm
@@ -167,7 +163,7 @@ def build_model(model: str, act: str, seed: int, num_classes: int) -> nn.Module:
     from actplug.finetune.models_act import swap_remaining
 
     def build() -> nn.Module:
-        net = timm.create_model(model, pretrained=False, num_classes=num_classes, act_layer=activation_factory(act))
+        net = timm.create_model(model, pretrained=False, num_classes=num_classes, act_layer=activation_layer(act))
         with torch.random.fork_rng(devices=[]):
             return swap_remaining(net, act, {})
 

@@ -50,24 +50,6 @@ def positive_int(name: str, value: object, least: int = 1) -> int:
     return value
 
 
-def activation_factory(act: str) -> Callable[..., nn.Module]:
-    """A factory of new ``act`` modules that leaves the global RNG where it was.
-
-    Used as timm's ``act_layer`` and by the tasks' own networks. Every module is built inside
-    ``torch.random.fork_rng``, so even an activation (a plugin's, say) that draws random numbers at
-    construction cannot shift the initial weights of the layers built after it: two activations with the
-    same seed start from the same non-activation weights. Keywords a framework passes (timm's
-    ``inplace=True``) are dropped for ``inplace`` and handed on otherwise, as the fine-tuning recipes do.
-    """
-
-    def build(*, inplace: bool | None = None, **kwargs: Any) -> nn.Module:
-        with torch.random.fork_rng(devices=[]):
-            return make_activation(act, **kwargs)
-
-    build.__name__ = build.__qualname__ = f"{act}_layer"
-    return build
-
-
 def consumes_rng(act: str) -> bool:
     """True when building one ``act`` module moves the global (CPU) RNG."""
     before = torch.random.get_rng_state()
@@ -82,7 +64,7 @@ def require_rng_neutral(act: str) -> None:
     """CompareError when ``act`` draws from the global RNG at construction.
 
     For models built by other code (the fine-tuning recipes' builders), where the activation cannot be
-    isolated with :func:`activation_factory`: such an activation would start from other initial weights
+    isolated with :func:`actplug.baselines.activation_layer`: such an activation would start from other initial weights
     than its paired runs, so the comparison would not be paired.
     """
     if consumes_rng(act):

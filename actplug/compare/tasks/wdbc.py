@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...baselines import activation_layer
 from .networks import feed_forward
 from .tensor_runs import Objective, TensorSplit, fixed_network_task, make_run
-from .training import activation_factory, seeded_build, stratified_split
+from .training import seeded_build, stratified_split
 
 if TYPE_CHECKING:
     from . import CompareTask
@@ -71,7 +72,7 @@ def _float32(array: np.ndarray) -> torch.Tensor:
 def build_model(act: str, seed: int) -> nn.Module:
     """The FFNN with ``act``, initialised from ``seed`` alone (the same weights for every activation)."""
     features, _ = _dataset()
-    return seeded_build(seed, lambda: feed_forward(features.shape[1], 1, activation_factory(act)))
+    return seeded_build(seed, lambda: feed_forward(features.shape[1], 1, activation_layer(act)))
 
 
 def _bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
