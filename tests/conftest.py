@@ -1,4 +1,5 @@
-"""Shared fixtures: a fixed seed for every test and the registered activation names."""
+"""Shared fixtures: a fixed seed for every test, the registered activation names, and a spy on the
+fused CPU kernels (which functions ran through ``actplug.kernels.compiled.run``)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,19 @@ def registered_names() -> list[str]:
     import actplug
 
     return actplug.names()
+
+
+@pytest.fixture
+def compiled_calls(monkeypatch) -> list[str]:
+    """The names of the functions run through actplug.kernels.compiled.run during the test."""
+    from actplug.kernels import compiled
+
+    calls: list[str] = []
+    real = compiled.run
+
+    def spy(fn, *args, **kwargs):
+        calls.append(fn.__name__)
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(compiled, "run", spy)
+    return calls

@@ -21,7 +21,6 @@ from torch import nn
 
 import actplug
 import actplug.kernels as K
-from actplug.kernels import compiled as kcompiled
 
 PATHS = {"eager": {"cpu": "eager"}, "compiled": {"cpu": "compiled", "cpu_min_numel": 0}}
 BOTH = list(PATHS)
@@ -44,19 +43,6 @@ ORDER = ("smu", "smu1", "pflu", "lpflu", "fpflu", "gish", "srelu", "ash")
 def conv_then(*names: str, channels: int = 4) -> nn.Sequential:
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), *(actplug.create(n, **SETTINGS[n]) for n in names))
-
-
-@pytest.fixture
-def compiled_calls(monkeypatch) -> list[str]:
-    calls: list[str] = []
-    real = kcompiled.run
-
-    def spy(fn, *args):
-        calls.append(fn.__name__)
-        return real(fn, *args)
-
-    monkeypatch.setattr(kcompiled, "run", spy)
-    return calls
 
 
 @pytest.fixture

@@ -30,13 +30,15 @@ def smu(x: torch.Tensor, alpha: float = 0.25, mu: torch.Tensor | float = 1e6) ->
     check_floating(x, "smu")
     dtype = compute_dtype(x)
     xc = x.to(dtype)
-    mu_c = as_compute(mu, dtype, x.device)
-    one_minus = 1.0 - alpha
     # A mu that overflowed (e.g. 1e6 cast to float16) is the saturated limit: use the largest float.
-    k = torch.nan_to_num(mu_c * one_minus)
-    u = (k * xc).clamp(-_ERF_SATURATION, _ERF_SATURATION)
-    gate = ((1.0 + alpha) + one_minus * torch.erf(u)) * 0.5
-    return (xc * gate).to(x.dtype)
+    k = torch.nan_to_num(as_compute(mu, dtype, x.device) * (1.0 - alpha))
+    return smu_from_slope(xc, k, alpha).to(x.dtype)
+
+
+def smu_from_slope(x: torch.Tensor, k: torch.Tensor, alpha: float = 0.25) -> torch.Tensor:
+    """:func:`smu` of x (in its compute dtype) given ``k = mu (1-a)`` (finite) instead of mu."""
+    u = (k * x).clamp(-_ERF_SATURATION, _ERF_SATURATION)
+    return x * (((1.0 + alpha) + (1.0 - alpha) * torch.erf(u)) * 0.5)
 
 
 def smu1(x: torch.Tensor, alpha: float = 0.25, mu: torch.Tensor | float = 4.352665993287951e-09) -> torch.Tensor:
@@ -84,11 +86,19 @@ def smu_backward(
     the compute dtype.
     """
     dtype = compute_dtype(x)
+    k = torch.nan_to_num(as_compute(mu, dtype, x.device) * (1.0 - alpha))
+    return smu_backward_from_slope(x, grad, k, alpha, need_mu)
+
+
+def smu_backward_from_slope(
+    x: torch.Tensor, grad: torch.Tensor, k: torch.Tensor, alpha: float = 0.25, need_mu: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`smu_backward` given ``k = mu (1-a)`` (finite) instead of mu; dL/dmu has k's shape."""
+    dtype = compute_dtype(x)
     xc = x.to(dtype)
     gc = grad.to(dtype)
-    mu_c = as_compute(mu, dtype, x.device)
     one_minus = 1.0 - alpha
-    kx = torch.nan_to_num(mu_c * one_minus) * xc
+    kx = k * xc
     u = kx.clamp(-_ERF_SATURATION, _ERF_SATURATION)
     unsaturated = kx.abs() < _ERF_SATURATION
     bell = torch.where(unsaturated, torch.exp(-u * u), 0.0)
@@ -97,7 +107,7 @@ def smu_backward(
     if not need_mu:
         return dx, None
     term = torch.where(unsaturated, xc * xc * bell, 0.0) * (one_minus * one_minus * _INV_SQRT_PI)
-    return dx, reduce_to(gc * term, mu_c)
+    return dx, reduce_to(gc * term, k)
 
 
 def smu1_backward(

@@ -14,7 +14,11 @@ import torch
 
 from .. import functional as F
 from ..functional._precision import check_floating, compute_dtype
-from . import compiled, dispatch, fused_math, layout
+from . import compiled, dispatch, layout
+from .fused_math import gish as fused_gish
+from .fused_math import pflu as fused_pflu
+from .fused_math import smu as fused_smu
+from .fused_math import srelu as fused_srelu
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,9 @@ class ElementwiseOp:
     params are tensors (that may need gradients), consts are Python floats, and backward returns
     ``(dx, *param_grads)`` with None for a gradient not needed. ``fused_forward`` and
     ``fused_backward``, where given, are the same functions written for Inductor's fused loops
-    (:mod:`actplug.kernels.fused_math`); the compiled CPU path runs them.
+    (:mod:`actplug.kernels.fused_math`), taking the parameters as ``fused_scalars(*params, *consts)``
+    maps them where that is given (scalar work done once per call, not once per vector inside the
+    loop); the compiled CPU path runs them, and the plain math if compiling fails.
     """
 
     name: str
@@ -33,14 +39,34 @@ class ElementwiseOp:
     backward: Callable[..., tuple[torch.Tensor | None, ...]]
     fused_forward: Callable[..., torch.Tensor] | None = None
     fused_backward: Callable[..., tuple[torch.Tensor | None, ...]] | None = None
+    fused_scalars: Callable[..., tuple[torch.Tensor, ...]] | None = None
 
-    def compiled_forward(self) -> Callable[..., torch.Tensor]:
-        """What the compiled CPU path fuses for the forward."""
-        return self.fused_forward or self.forward
+    def _fused_params(self, params: tuple[torch.Tensor, ...], consts: tuple) -> tuple[torch.Tensor, ...]:
+        return self.fused_scalars(*params, *consts) if self.fused_scalars else params
 
-    def compiled_backward(self) -> Callable[..., tuple[torch.Tensor | None, ...]]:
-        """What the compiled CPU path fuses for the backward."""
-        return self.fused_backward or self.backward
+    def compiled_forward(self, x: torch.Tensor, params: tuple[torch.Tensor, ...], consts: tuple) -> torch.Tensor:
+        """The forward on the compiled CPU path."""
+        return compiled.run(
+            self.fused_forward or self.forward,
+            x,
+            *self._fused_params(params, consts),
+            *consts,
+            plain=lambda: self.forward(x, *params, *consts),
+        )
+
+    def compiled_backward(
+        self, x: torch.Tensor, grad: torch.Tensor, params: tuple[torch.Tensor, ...], consts: tuple, needs: tuple
+    ) -> tuple[torch.Tensor | None, ...]:
+        """``(dx, *param_grads)`` on the compiled CPU path."""
+        return compiled.run(
+            self.fused_backward or self.backward,
+            x,
+            grad,
+            *self._fused_params(params, consts),
+            *consts,
+            *needs,
+            plain=lambda: self.backward(x, grad, *params, *consts, *needs),
+        )
 
 
 def _smu_forward(x, mu, alpha):
@@ -51,8 +77,16 @@ def _smu_backward(x, grad, mu, alpha, need_mu):
     return F.smu_backward(x, grad, alpha, mu, need_mu)
 
 
-def _smu_fused_backward(x, grad, mu, alpha, need_mu):
-    return fused_math.smu_backward(x, grad, alpha, mu, need_mu)
+def _smu_fused_scalars(mu, alpha):
+    return (fused_smu.smu_slope(mu, alpha),)
+
+
+def _smu_fused_forward(x, k, alpha):
+    return fused_smu.smu(x, k, alpha)
+
+
+def _smu_fused_backward(x, grad, k, alpha, need_mu):
+    return fused_smu.smu_backward(x, grad, k, alpha, need_mu)
 
 
 def _smu1_forward(x, mu, alpha):
@@ -64,15 +98,19 @@ def _smu1_backward(x, grad, mu, alpha, need_mu):
 
 
 def _smu1_fused_forward(x, mu, alpha):
-    return fused_math.smu1(x, alpha, mu)
+    return fused_smu.smu1(x, alpha, mu)
 
 
 def _smu1_fused_backward(x, grad, mu, alpha, need_mu):
-    return fused_math.smu1_backward(x, grad, alpha, mu, need_mu)
+    return fused_smu.smu1_backward(x, grad, alpha, mu, need_mu)
 
 
 def _pflu_backward(x, grad):
     return (F.pflu_backward(x, grad),)
+
+
+def _pflu_fused_backward(x, grad):
+    return (fused_pflu.pflu_backward(x, grad),)
 
 
 def _fpflu_backward(x, grad):
@@ -83,16 +121,20 @@ def _gish_backward(x, grad):
     return (F.gish_backward(x, grad),)
 
 
+def _gish_fused_backward(x, grad):
+    return (fused_gish.gish_backward(x, grad),)
+
+
 OPS = {
     op.name: op
     for op in (
-        ElementwiseOp("smu", _smu_forward, _smu_backward, fused_backward=_smu_fused_backward),
+        ElementwiseOp("smu", _smu_forward, _smu_backward, _smu_fused_forward, _smu_fused_backward, _smu_fused_scalars),
         ElementwiseOp("smu1", _smu1_forward, _smu1_backward, _smu1_fused_forward, _smu1_fused_backward),
-        ElementwiseOp("pflu", F.pflu, _pflu_backward),
-        ElementwiseOp("lpflu", F.lpflu, F.lpflu_backward),
+        ElementwiseOp("pflu", F.pflu, _pflu_backward, fused_pflu.pflu, _pflu_fused_backward),
+        ElementwiseOp("lpflu", F.lpflu, F.lpflu_backward, fused_pflu.lpflu, fused_pflu.lpflu_backward),
         ElementwiseOp("fpflu", F.fpflu, _fpflu_backward),
-        ElementwiseOp("gish", F.gish, _gish_backward),
-        ElementwiseOp("srelu", F.srelu, F.srelu_backward, fused_math.srelu, fused_math.srelu_backward),
+        ElementwiseOp("gish", F.gish, _gish_backward, fused_gish.gish, _gish_fused_backward),
+        ElementwiseOp("srelu", F.srelu, F.srelu_backward, fused_srelu.srelu, fused_srelu.srelu_backward),
     )
 }
 
@@ -105,7 +147,7 @@ def _forward(
     flat, strides = layout.flatten(x)
     scalars = tuple(p.detach().reshape(()).to(compute_dtype(x)) for p in params)
     if path == "compiled":
-        y = compiled.run(op.compiled_forward(), flat, *scalars, *consts)
+        y = op.compiled_forward(flat, scalars, consts)
     else:
         from .triton_kernels import elementwise_forward
 
@@ -130,7 +172,7 @@ def _backward(
         grad_flat = layout.flatten_like(grad, x.shape, strides)
         scalars = tuple(p.detach().reshape(()).to(compute_dtype(x)) for p in params)
         if path == "compiled":
-            dx, *param_grads = compiled.run(op.compiled_backward(), flat, grad_flat, *scalars, *consts, *need_params)
+            dx, *param_grads = op.compiled_backward(flat, grad_flat, scalars, consts, need_params)
         else:
             from .triton_kernels import elementwise_backward
 

@@ -1,0 +1,162 @@
+"""The building blocks of the fused CPU kernels (actplug.kernels.fused_math) on dense grids.
+
+The kernel tests compare whole activations on a few hundred special values; here each rational
+function and each PFLU quotient meets tens of thousands of points across its whole range, in
+float32 eagerly and compiled as the kernels compile it (with fused multiply-adds), against float64.
+The rational functions' coefficients must also be what tools/fit_rational.py fits.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import actplug.functional as F
+from actplug.kernels import compiled
+from actplug.kernels.fused_math import pflu as fused_pflu
+from actplug.kernels.fused_math import rational
+
+ROOT = Path(__file__).resolve().parents[1]
+ULP = 2.0**-24  # half of float32's epsilon: the relative spacing just below 1
+
+
+def relative_error_in_ulps(got: torch.Tensor, expected: torch.Tensor) -> float:
+    got, expected = got.double(), expected.double()
+    return float(((got - expected).abs() / expected.abs()).max() / ULP)
+
+
+def both_ways(fn, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """fn(x) evaluated eagerly and through the compiled CPU path (Inductor with FMA contraction)."""
+    return {"eager": fn(x), "compiled": compiled.run(fn, x)}
+
+
+def grid(low: float, high: float, n: int = 40_001) -> torch.Tensor:
+    return torch.linspace(low, high, n, dtype=torch.float64).float()
+
+
+def magnitudes(low_exp: int, high_exp: int, n: int = 4_001) -> torch.Tensor:
+    return torch.logspace(low_exp, high_exp, n, dtype=torch.float64).clamp_max(3.4e38).float()
+
+
+# --------------------------------------------------------------------------------------------------
+# Rational functions.
+# --------------------------------------------------------------------------------------------------
+
+
+def test_rational_erf_matches_float64_everywhere():
+    u = torch.cat([grid(-6, 6), magnitudes(-30, 38), -magnitudes(-30, 38)])
+    expected = torch.erf(u.double())
+    for how, got in both_ways(rational.erf, u).items():
+        assert relative_error_in_ulps(got, expected) < 8, how
+    special = rational.erf(torch.tensor([math.inf, -math.inf, math.nan, 0.0]))
+    assert special[:2].tolist() == [1.0, -1.0] and special[2].isnan() and special[3] == 0
+
+
+def test_rational_expm1_matches_float64_everywhere():
+    v = torch.cat([grid(-30, 0)[:-1], -magnitudes(-30, 38)])  # 0 itself below
+    expected = torch.expm1(v.double())
+    for how, got in both_ways(rational.expm1_nonpositive, v).items():
+        assert relative_error_in_ulps(got, expected) < 8, how
+    special = rational.expm1_nonpositive(torch.tensor([-math.inf, math.nan, 0.0, -0.0]))
+    assert abs(special[0] + 1) <= 2 * ULP and special[1].isnan() and special[2] == 0 and special[3] == 0
+
+
+def test_rational_gish_log_term_matches_float64_everywhere():
+    e = torch.cat([grid(0, 40), magnitudes(-30, 38)])
+    e64 = e.double()
+    expected = torch.log1p(-torch.expm1(-e64))  # ln(2 - e^-e) = ln(1 + (1 - e^-e))
+    for how, got in both_ways(rational.log_two_minus_exp_neg, e).items():
+        assert relative_error_in_ulps(got[e > 0], expected[e > 0]) < 8, how
+        assert got[e == 0].eq(0).all()
+
+
+def _load_fit_tool():
+    spec = importlib.util.spec_from_file_location("fit_rational", ROOT / "tools" / "fit_rational.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+@pytest.mark.parametrize(
+    ("target", "p_deg", "q_deg", "p_name", "q_name"),
+    [
+        ("expm1", 5, 6, "_EXPM1_P", "_EXPM1_Q"),
+        ("erf", 5, 5, "_ERF_P", "_ERF_Q"),
+        ("gish", 6, 6, "_GISH_P", "_GISH_Q"),
+    ],
+)
+def test_coefficients_are_what_the_fitting_tool_gives(target, p_deg, q_deg, p_name, q_name):
+    tool = _load_fit_tool()
+    p, q, max_error = tool.fit(tool.TARGETS[target], p_deg, q_deg)
+    assert max_error < 1e-7
+    torch.testing.assert_close(torch.tensor(p), torch.tensor(getattr(rational, p_name), dtype=torch.float64))
+    torch.testing.assert_close(torch.tensor(q), torch.tensor(getattr(rational, q_name), dtype=torch.float64))
+
+
+# --------------------------------------------------------------------------------------------------
+# The PFLU family's quotients: no cancellation left of 0, no overflow before the result's own.
+# --------------------------------------------------------------------------------------------------
+
+
+def pflu_reference(x64: torch.Tensor) -> torch.Tensor:
+    """PFLU in float64 without cancellation: x (s + |x|) / (2 s) right of 0, x / (2 s (s + |x|)) left."""
+    a = x64.abs()
+    s = torch.sqrt(1.0 + a * a)
+    return torch.where(x64 >= 0, x64 * (s + a) / (2 * s), x64 / (2 * s * (s + a)))
+
+
+def pflu_slope_reference(x64: torch.Tensor) -> torch.Tensor:
+    x = x64.clone().requires_grad_()
+    (g,) = torch.autograd.grad(pflu_reference(x).sum(), x)
+    return g
+
+
+# Left of -1.3e19 the true PFLU(x) = 1 / (4 x) is below 2e-20 and the quotient's denominator
+# overflows: the kernels give -0 there (as the plain math does from -1e30 on).
+PFLU_EXACT_RANGE = 1.3e19
+
+
+def test_pflu_quotient_matches_float64_across_the_float_range():
+    x = torch.cat([grid(-50, 50), magnitudes(-30, 38), -magnitudes(-30, 38), torch.tensor([0.0, -0.0])])
+    x64 = x.double()
+    expected = pflu_reference(x64)
+    exact = (x.abs() < PFLU_EXACT_RANGE) & (x != 0)
+    for how, got in both_ways(fused_pflu.pflu, x).items():
+        assert relative_error_in_ulps(got[exact], expected[exact]) < 8, how  # 4 eps, as the kernel tests
+        assert got[x >= PFLU_EXACT_RANGE].equal(x[x >= PFLU_EXACT_RANGE]), how
+        assert got[x <= -PFLU_EXACT_RANGE].abs().max() < 2e-20, how
+        assert got[x == 0].eq(0).all(), how
+
+
+def test_pflu_slope_quotient_matches_float64_across_the_float_range():
+    x = torch.cat([grid(-50, 50), magnitudes(-30, 38), -magnitudes(-30, 38)])
+    expected = pflu_slope_reference(x.double())
+    ones = torch.ones_like(x)
+    for how, got in both_ways(lambda t: fused_pflu.pflu_backward(t, ones), x).items():
+        # absolute: the slope crosses 0 at x = -0.786 (where any formula's rounding is absolute)
+        assert float((got.double() - expected).abs().max()) < 4 * ULP, how
+        # relative, away from that crossing, up to where the slope's clamp starts (1e9)
+        away = ((x < -2) | (x > -0.5)) & (x.abs() < 1e9)
+        assert relative_error_in_ulps(got[away], expected[away]) < 8, how
+
+
+def test_lpflu_quotients_match_the_plain_math_and_its_slope_gradient():
+    x = torch.cat([grid(-50, 50), magnitudes(-30, 18), -magnitudes(-30, 18)])
+    grad = torch.linspace(-2, 2, x.numel())
+    for slope in (0.0, 0.01, 0.3):
+        a = torch.tensor(slope)
+        y = fused_pflu.lpflu(x, a)
+        dx, da = fused_pflu.lpflu_backward(x, grad, a, need_slope=True)
+        p_dx, p_da = F.lpflu_backward(x.double(), grad.double(), slope, need_slope=True)
+        torch.testing.assert_close(y.double(), F.lpflu(x.double(), slope), rtol=6 * ULP, atol=1e-30)
+        torch.testing.assert_close(dx.double(), p_dx, rtol=8 * ULP, atol=4 * ULP)
+        torch.testing.assert_close(da.double(), p_da, rtol=1e-5, atol=0.0)
