@@ -75,6 +75,18 @@ def test_rational_gish_log_term_matches_float64_everywhere():
         assert got[e == 0].eq(0).all()
 
 
+def test_rational_sigmoid_is_within_2e_7_absolute_and_ulps_above_one_half():
+    v = torch.cat([grid(-40, 40), magnitudes(-30, 38), -magnitudes(-30, 38)])
+    expected = torch.sigmoid(v.double())
+    for how, got in both_ways(rational.sigmoid, v).items():
+        assert float((got.double() - expected).abs().max()) < 2e-7, how
+        upper = v >= 0
+        assert relative_error_in_ulps(got[upper], expected[upper]) < 8, how
+        assert got[v < -18].eq(0).all() and got[v > 18].eq(1).all(), how
+    special = rational.sigmoid(torch.tensor([math.inf, -math.inf, math.nan]))
+    assert special[0] == 1 and special[1] == 0 and special[2].isnan()
+
+
 def _load_fit_tool():
     spec = importlib.util.spec_from_file_location("fit_rational", ROOT / "tools" / "fit_rational.py")
     module = importlib.util.module_from_spec(spec)
@@ -92,6 +104,7 @@ def _load_fit_tool():
         ("expm1", 5, 6, "_EXPM1_P", "_EXPM1_Q"),
         ("erf", 5, 5, "_ERF_P", "_ERF_Q"),
         ("gish", 6, 6, "_GISH_P", "_GISH_Q"),
+        ("sigmoid", 4, 4, "_SIGMOID_P", "_SIGMOID_Q"),
     ],
 )
 def test_coefficients_are_what_the_fitting_tool_gives(target, p_deg, q_deg, p_name, q_name):

@@ -6,7 +6,8 @@ here is ``f(x) = x P(t) / Q(t)`` with Q(0) = 1 and t in [0, 1] a simple function
 
 * ``gish``: ln(2 - exp(-e)) on e in [0, 17], t = e / 17 (past 17 it is ln 2 in float32);
 * ``erf``: erf(u) on u in [0, 3.92], t = (u / 3.92)^2 (past 3.92 it is +-1 in float32);
-* ``expm1``: exp(v) - 1 on v in [-17.5, 0], t = -v / 17.5 (below -17.5 it is -1 in float32).
+* ``expm1``: exp(v) - 1 on v in [-17.5, 0], t = -v / 17.5 (below -17.5 it is -1 in float32);
+* ``sigmoid``: 1 / (1 + exp(-v)) - 1/2 on v in [0, 18], t = (v / 18)^2 (past 18 the sigmoid is 1 in float32).
 
 The fit minimises the relative error of f on Chebyshev nodes: Sanathanan-Koerner iterations
 (the linearised problem reweighted by 1 / |Q|), then Lawson iterations toward the minimax solution,
@@ -43,6 +44,9 @@ TARGETS = {
     "gish": Target(17.0, lambda e: mpmath.log(2 - mpmath.exp(-e)), lambda e: e / 17.0, lambda t: t * 17.0),
     "erf": Target(3.92, mpmath.erf, lambda u: (u / 3.92) ** 2, lambda t: np.sqrt(t) * 3.92),
     "expm1": Target(-17.5, mpmath.expm1, lambda v: v / -17.5, lambda t: t * -17.5),
+    "sigmoid": Target(
+        18.0, lambda v: 1 / (1 + mpmath.exp(-v)) - 0.5, lambda v: (v / 18.0) ** 2, lambda t: np.sqrt(t) * 18.0
+    ),
 }
 
 

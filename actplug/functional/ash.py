@@ -9,7 +9,7 @@ sample, never over the batch (unlike the authors' TF2 code).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -77,14 +77,19 @@ def ash_apply(
     std: torch.Tensor,
     z: torch.Tensor | float = 0.0,
     alpha: torch.Tensor | float = 1.0,
+    *,
+    sigmoid: Callable[[torch.Tensor], torch.Tensor] = torch.sigmoid,
 ) -> torch.Tensor:
-    """The elementwise half of ASH given the statistics: ``x sigmoid(2 alpha (x - mean - z std))``."""
+    """The elementwise half of ASH given the statistics: ``x sigmoid(2 alpha (x - mean - z std))``.
+
+    ``sigmoid`` computes the gate's sigmoid (the fused CPU kernels pass one without a library exp).
+    """
     dtype = compute_dtype(x)
     xc = x.to(dtype)
     z_c = as_compute(z, dtype, x.device)
     a_c = as_compute(alpha, dtype, x.device)
     threshold = mean.to(dtype) + z_c * std.to(dtype)
-    return (xc * torch.sigmoid(2.0 * a_c * (xc - threshold))).to(x.dtype)
+    return (xc * sigmoid(2.0 * a_c * (xc - threshold))).to(x.dtype)
 
 
 def ash(
@@ -114,6 +119,8 @@ def ash_backward(
     dim: Dims = None,
     need_z: bool = False,
     need_alpha: bool = False,
+    *,
+    sigmoid: Callable[[torch.Tensor], torch.Tensor] = torch.sigmoid,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Analytic gradients of :func:`ash` from x and its statistics (as :func:`ash_stats` returns them).
 
@@ -122,7 +129,8 @@ def ash_backward(
     ``dL/dx = grad s + w + dL/dmean / N + dL/dstd (x - mean) / (N std)`` with
     ``dL/dmean = -sum w`` and ``dL/dstd = -sum w z`` (the std term is 0 where the variance sits on
     its floor, as the clamp's gradient is); ``dL/dz = -sum w std``, ``dL/dalpha = 2 sum q (x - t)``.
-    Like LayerNorm's, it needs one per-sample reduction before the elementwise pass.
+    Like LayerNorm's, it needs one per-sample reduction before the elementwise pass. ``sigmoid`` as
+    in :func:`ash_apply`.
     """
     dims = ash_dims(x.ndim, dim)
     dtype = compute_dtype(x)
@@ -134,7 +142,7 @@ def ash_backward(
     a_c = as_compute(alpha, dtype, x.device)
     n = math.prod([x.shape[d] for d in dims])
     t = mean + z_c * std
-    s = torch.sigmoid(2.0 * a_c * (xc - t))
+    s = sigmoid(2.0 * a_c * (xc - t))
     q = gc * xc * s * (1.0 - s)
     w = 2.0 * a_c * q
     # One per-sample reduction pass: sum w (for mean, std and z) and, if wanted, sum q (x - t) (for

@@ -21,7 +21,7 @@ import torch
 
 logger = logging.getLogger("actplug")
 
-_compiled: dict[tuple[Callable[..., Any], bool], Callable[..., Any]] = {}
+_compiled: dict[Callable[..., Any], Callable[..., Any]] = {}
 _broken: set[Callable[..., Any]] = set()
 _seen: set[tuple[Any, ...]] = set()
 _announced = False
@@ -67,13 +67,20 @@ def _blocked(args: tuple[Any, ...]) -> int | None:
 
 
 def _as_blocks(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    blocks = []
+    return tuple(a.view(-1, BLOCK) if isinstance(a, torch.Tensor) and a.ndim == 1 else a for a in args)
+
+
+def _mark_dynamic(args: tuple[Any, ...], blocked: bool) -> None:
+    """Let one kernel serve every size: each dimension is dynamic but a block's fixed inner length.
+
+    Only the sizes: ``dynamic=True`` would also make every Python float of the formula (the
+    coefficients of fused_math's polynomials) a runtime input, converted from double in the inner
+    loop, which costs ASH's kernel about 10%.
+    """
     for a in args:
-        if isinstance(a, torch.Tensor) and a.ndim == 1:
-            a = a.view(-1, BLOCK)
-            torch._dynamo.maybe_mark_dynamic(a, 0)
-        blocks.append(a)
-    return tuple(blocks)
+        if isinstance(a, torch.Tensor):
+            for dim in range(a.ndim - 1 if blocked and a.ndim == 2 else a.ndim):
+                torch._dynamo.maybe_mark_dynamic(a, dim)
 
 
 def _from_blocks(result: Any, n: int) -> Any:
@@ -92,12 +99,12 @@ def _inductor_options() -> dict[str, Any]:
     return {**_INDUCTOR_OPTIONS, **({f"cpp.{name}": value} if hasattr(config.cpp, name) else {})}
 
 
-def _compile(fn: Callable[..., Any], blocked: bool) -> Callable[..., Any]:
-    compiled = _compiled.get((fn, blocked))
+def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
+    compiled = _compiled.get(fn)
     if compiled is None:
-        # Blocked calls mark their row count dynamic themselves; everything else stays static.
-        compiled = _compiled[(fn, blocked)] = torch.compile(
-            fn, dynamic=not blocked, fullgraph=True, options=_inductor_options(), **_COMPILE_OPTIONS
+        # Static but for the sizes run() marks dynamic (see _mark_dynamic).
+        compiled = _compiled[fn] = torch.compile(
+            fn, dynamic=False, fullgraph=True, options=_inductor_options(), **_COMPILE_OPTIONS
         )
     return compiled
 
@@ -114,7 +121,7 @@ def run(fn: Callable[..., Any], *args: Any, plain: Callable[[], Any] | None = No
     if fn in _broken:
         return plain() if plain is not None else fn(*args)
     n = _blocked(args)
-    compiled = _compile(fn, n is not None)
+    compiled = _compile(fn)
     signature = _signature(fn, args, n is not None)
     first = signature not in _seen
     if first and not _announced:
@@ -126,7 +133,9 @@ def run(fn: Callable[..., Any], *args: Any, plain: Callable[[], Any] | None = No
     started = time.perf_counter()
     try:
         with torch.no_grad():
-            result = compiled(*args) if n is None else _from_blocks(compiled(*_as_blocks(args)), n)
+            call_args = args if n is None else _as_blocks(args)
+            _mark_dynamic(call_args, n is not None)
+            result = compiled(*call_args) if n is None else _from_blocks(compiled(*call_args), n)
     except Exception as exc:  # a compiler failure must not stop training: the plain math is exact
         _broken.add(fn)
         logger.warning(

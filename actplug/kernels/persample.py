@@ -13,6 +13,7 @@ from .. import functional as F
 from ..functional._precision import check_floating, compute_dtype
 from ..functional.ash import Dims
 from . import compiled, dispatch, layout
+from .fused_math import ash as fused_ash
 
 
 def _rows_forward(x2d, z, alpha, eps):
@@ -34,7 +35,9 @@ def _forward(path, x, dims, z, alpha, eps):
     dtype = compute_dtype(x)
     z0, a0 = z.detach().reshape(()).to(dtype), alpha.detach().reshape(()).to(dtype)
     if path == "compiled":
-        y2d, mean, std = compiled.run(_rows_forward, x2d, z0, a0, eps)
+        y2d, mean, std = compiled.run(
+            fused_ash.ash_rows, x2d, z0, a0, eps, plain=lambda: _rows_forward(x2d, z0, a0, eps)
+        )
     else:
         from .triton_kernels import ash_forward
 
@@ -57,7 +60,8 @@ def _backward(path, x, grad, mean, std, z, alpha, dims, needs):
         dtype = compute_dtype(x)
         z0, a0 = z.detach().reshape(()).to(dtype), alpha.detach().reshape(()).to(dtype)
         if path == "compiled":
-            dx2d, dz, da = compiled.run(_rows_backward, x2d, grad2d, mean, std, z0, a0, need_z, need_alpha)
+            args = (x2d, grad2d, mean, std, z0, a0, need_z, need_alpha)
+            dx2d, dz, da = compiled.run(fused_ash.ash_rows_backward, *args, plain=lambda: _rows_backward(*args))
         else:
             from .triton_kernels import ash_backward
 
