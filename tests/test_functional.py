@@ -601,6 +601,26 @@ def test_channels_last_input_gives_channels_last_output(name):
     assert x.grad.isfinite().all()
 
 
+@pytest.mark.parametrize(
+    ("z", "alpha"), [(0.3, 0.8), ((-0.5, 0.0, 0.7), (0.5, 1.0, 2.0))], ids=["scalar", "per-channel"]
+)
+def test_ash_backward_halves_compose_to_ash_backward_and_autograd(z, alpha):
+    """ash_backward_sums then ash_backward_dx (the compiled path's two kernels) give ash_backward's
+    gradients, which are autograd's of the plain ASH."""
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    zt = torch.tensor(z, dtype=torch.float64).reshape(-1, 1, 1).requires_grad_()
+    at = torch.tensor(alpha, dtype=torch.float64).reshape(-1, 1, 1).requires_grad_()
+    (F.ash(x, zt, at) * w).sum().backward()
+    mean, std = F.ash_stats(x.detach())
+    d_mean, d_std, d_z, d_alpha = F.ash_backward_sums(x.detach(), w, mean, std, zt, at, None, True, True)
+    dx = F.ash_backward_dx(x.detach(), w, mean, std, d_mean, d_std, zt, at)
+    whole = F.ash_backward(x.detach(), w, mean, std, zt, at, None, True, True)
+    for got, want, expected in zip((dx, d_z, d_alpha), whole, (x.grad, zt.grad, at.grad), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
 # --------------------------------------------------------------------------------------------------
 # Input validation.
 # --------------------------------------------------------------------------------------------------

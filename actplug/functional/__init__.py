@@ -7,7 +7,7 @@ autograd and ``torch.compile`` see; :mod:`actplug.kernels` holds the fast, memor
 (same signatures) that the modules call.
 """
 
-from .ash import ash, ash_apply, ash_backward, ash_dims, ash_stats
+from .ash import ash, ash_apply, ash_backward, ash_backward_dx, ash_backward_sums, ash_dims, ash_stats
 from .gish import gish, gish_backward
 from .pflu import fpflu, fpflu_backward, lpflu, lpflu_backward, pflu, pflu_backward
 from .smu import smu, smu1, smu1_backward, smu_backward
@@ -17,6 +17,8 @@ __all__ = [
     "ash",
     "ash_apply",
     "ash_backward",
+    "ash_backward_dx",
+    "ash_backward_sums",
     "ash_dims",
     "ash_stats",
     "fpflu",

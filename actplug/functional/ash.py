@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -109,6 +110,60 @@ def ash(
     return ash_apply(x, mean, std, z, alpha)
 
 
+class _Backward(NamedTuple):
+    """ASH's backward inputs in the compute dtype, and the per-element terms every part needs."""
+
+    dims: tuple[int, ...]
+    n: int
+    x: torch.Tensor
+    grad: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    z: torch.Tensor
+    alpha: torch.Tensor
+    t: torch.Tensor  # mean + z std
+    s: torch.Tensor  # sigmoid(2 alpha (x - t))
+    q: torch.Tensor  # grad x s (1 - s)
+    w: torch.Tensor  # 2 alpha q
+
+
+def _backward_terms(x, grad, mean, std, z, alpha, dim, sigmoid) -> _Backward:
+    dims = ash_dims(x.ndim, dim)
+    dtype = compute_dtype(x)
+    xc, gc = x.to(dtype), grad.to(dtype)
+    mean, std = mean.to(dtype), std.to(dtype)
+    z_c, a_c = as_compute(z, dtype, x.device), as_compute(alpha, dtype, x.device)
+    t = mean + z_c * std
+    s = sigmoid(2.0 * a_c * (xc - t))
+    q = gc * xc * s * (1.0 - s)
+    n = math.prod([x.shape[d] for d in dims])
+    return _Backward(dims, n, xc, gc, mean, std, z_c, a_c, t, s, q, 2.0 * a_c * q)
+
+
+def _sums(b: _Backward, need_z: bool, need_alpha: bool):
+    # One per-sample reduction pass: sum w (for mean, std and z) and, if wanted, sum q (x - t) (for
+    # alpha). A single-valued z or alpha then sums per-sample values, not the elements again.
+    dims, w = b.dims, b.w
+    d_mean = -w.sum(dims, keepdim=True) if dims else -w
+    z_single, a_single = b.z.numel() == 1, b.alpha.numel() == 1
+    floor = torch.sqrt(torch.tensor(torch.finfo(b.x.dtype).tiny, dtype=b.x.dtype, device=b.x.device))
+    d_std = d_mean * b.z if z_single else (-(w * b.z).sum(dims, keepdim=True) if dims else -(w * b.z))
+    d_std = torch.where(b.std > floor, d_std, 0.0)
+    d_z = d_alpha = None
+    if need_z:
+        d_z = reduce_to(d_mean * b.std, b.z) if z_single else reduce_to(-w * b.std, b.z)
+    if need_alpha:
+        qt = b.q * (b.x - b.t)
+        if a_single:
+            qt = qt.sum(dims, keepdim=True) if dims else qt
+        d_alpha = reduce_to(2.0 * qt, b.alpha)
+    return d_mean, d_std, d_z, d_alpha
+
+
+def _dx(b: _Backward, d_mean: torch.Tensor, d_std: torch.Tensor) -> torch.Tensor:
+    return b.grad * b.s + b.w + d_mean / b.n + d_std * (b.x - b.mean) / (b.n * b.std)
+
+
 def ash_backward(
     x: torch.Tensor,
     grad: torch.Tensor,
@@ -129,36 +184,43 @@ def ash_backward(
     ``dL/dx = grad s + w + dL/dmean / N + dL/dstd (x - mean) / (N std)`` with
     ``dL/dmean = -sum w`` and ``dL/dstd = -sum w z`` (the std term is 0 where the variance sits on
     its floor, as the clamp's gradient is); ``dL/dz = -sum w std``, ``dL/dalpha = 2 sum q (x - t)``.
-    Like LayerNorm's, it needs one per-sample reduction before the elementwise pass. ``sigmoid`` as
-    in :func:`ash_apply`.
+    Like LayerNorm's, it needs one per-sample reduction before the elementwise pass: the two halves
+    are also :func:`ash_backward_sums` and :func:`ash_backward_dx`. ``sigmoid`` as in :func:`ash_apply`.
     """
-    dims = ash_dims(x.ndim, dim)
-    dtype = compute_dtype(x)
-    xc = x.to(dtype)
-    gc = grad.to(dtype)
-    mean = mean.to(dtype)
-    std = std.to(dtype)
-    z_c = as_compute(z, dtype, x.device)
-    a_c = as_compute(alpha, dtype, x.device)
-    n = math.prod([x.shape[d] for d in dims])
-    t = mean + z_c * std
-    s = sigmoid(2.0 * a_c * (xc - t))
-    q = gc * xc * s * (1.0 - s)
-    w = 2.0 * a_c * q
-    # One per-sample reduction pass: sum w (for mean, std and z) and, if wanted, sum q (x - t) (for
-    # alpha). A single-valued z or alpha then sums per-sample values, not the elements again.
-    d_mean = -w.sum(dims, keepdim=True) if dims else -w
-    z_single, a_single = z_c.numel() == 1, a_c.numel() == 1
-    floor = torch.sqrt(torch.tensor(torch.finfo(dtype).tiny, dtype=dtype, device=x.device))
-    d_std = d_mean * z_c if z_single else (-(w * z_c).sum(dims, keepdim=True) if dims else -(w * z_c))
-    d_std = torch.where(std > floor, d_std, 0.0)
-    dx = gc * s + w + d_mean / n + d_std * (xc - mean) / (n * std)
-    d_z = d_alpha = None
-    if need_z:
-        d_z = reduce_to(d_mean * std, z_c) if z_single else reduce_to(-w * std, z_c)
-    if need_alpha:
-        qt = q * (xc - t)
-        if a_single:
-            qt = qt.sum(dims, keepdim=True) if dims else qt
-        d_alpha = reduce_to(2.0 * qt, a_c)
-    return dx.to(x.dtype), d_z, d_alpha
+    b = _backward_terms(x, grad, mean, std, z, alpha, dim, sigmoid)
+    d_mean, d_std, d_z, d_alpha = _sums(b, need_z, need_alpha)
+    return _dx(b, d_mean, d_std).to(x.dtype), d_z, d_alpha
+
+
+def ash_backward_sums(
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    z: torch.Tensor | float = 0.0,
+    alpha: torch.Tensor | float = 1.0,
+    dim: Dims = None,
+    need_z: bool = False,
+    need_alpha: bool = False,
+    *,
+    sigmoid: Callable[[torch.Tensor], torch.Tensor] = torch.sigmoid,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The reduction half of :func:`ash_backward`: ``(dL/dmean, dL/dstd, dL/dz, dL/dalpha)``."""
+    return _sums(_backward_terms(x, grad, mean, std, z, alpha, dim, sigmoid), need_z, need_alpha)
+
+
+def ash_backward_dx(
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    d_mean: torch.Tensor,
+    d_std: torch.Tensor,
+    z: torch.Tensor | float = 0.0,
+    alpha: torch.Tensor | float = 1.0,
+    dim: Dims = None,
+    *,
+    sigmoid: Callable[[torch.Tensor], torch.Tensor] = torch.sigmoid,
+) -> torch.Tensor:
+    """The elementwise half of :func:`ash_backward`: dL/dx given :func:`ash_backward_sums`' first two."""
+    return _dx(_backward_terms(x, grad, mean, std, z, alpha, dim, sigmoid), d_mean, d_std).to(x.dtype)

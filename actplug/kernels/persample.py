@@ -1,8 +1,9 @@
 """Memory-lean autograd for ASH: save x and the per-sample statistics, two passes each way.
 
 Forward: per-sample mean and std, then the elementwise gate. Backward: per-sample sums of the
-gradient terms, then the elementwise dx (:func:`actplug.functional.ash_backward`). Naive autograd
-keeps five input-sized tensors per call; this keeps x, two numbers per sample and z and alpha.
+gradient terms, then the elementwise dx (:func:`actplug.functional.ash_backward`). On the compiled
+CPU path (:mod:`actplug.kernels.fused_math.ash`) the backward's passes are two kernels. Naive
+autograd keeps five input-sized tensors per call; this keeps x, two numbers per sample, z and alpha.
 """
 
 from __future__ import annotations
@@ -16,15 +17,10 @@ from . import compiled, dispatch, layout
 from .fused_math import ash as fused_ash
 
 
-def _rows_forward(x2d, z, alpha, eps):
-    """ASH of each row of a (samples, elements) matrix; returns y and the (samples, 1) statistics."""
+def _plain_rows(x2d, z, alpha, eps):
+    """ASH of each row of a (samples, elements) matrix with the plain math; y and the statistics."""
     mean, std = F.ash_stats(x2d, 1, eps)
     return F.ash_apply(x2d, mean, std, z, alpha), mean, std
-
-
-def _rows_backward(x2d, grad2d, mean, std, z, alpha, need_z, need_alpha):
-    """Gradients of :func:`_rows_forward` for the rows layout."""
-    return F.ash_backward(x2d, grad2d, mean, std, z, alpha, 1, need_z, need_alpha)
 
 
 def _forward(path, x, dims, z, alpha, eps):
@@ -35,9 +31,8 @@ def _forward(path, x, dims, z, alpha, eps):
     dtype = compute_dtype(x)
     z0, a0 = z.detach().reshape(()).to(dtype), alpha.detach().reshape(()).to(dtype)
     if path == "compiled":
-        y2d, mean, std = compiled.run(
-            fused_ash.ash_rows, x2d, z0, a0, eps, plain=lambda: _rows_forward(x2d, z0, a0, eps)
-        )
+        plain = lambda: _plain_rows(x2d, z0, a0, eps)  # noqa: E731
+        y2d, mean, std = compiled.run(fused_ash.rows_forward, x2d, z0, a0, eps, plain=plain)
     else:
         from .triton_kernels import ash_forward
 
@@ -60,8 +55,26 @@ def _backward(path, x, grad, mean, std, z, alpha, dims, needs):
         dtype = compute_dtype(x)
         z0, a0 = z.detach().reshape(()).to(dtype), alpha.detach().reshape(()).to(dtype)
         if path == "compiled":
-            args = (x2d, grad2d, mean, std, z0, a0, need_z, need_alpha)
-            dx2d, dz, da = compiled.run(fused_ash.ash_rows_backward, *args, plain=lambda: _rows_backward(*args))
+            args = (x2d, grad2d, mean, std, z0, a0)
+            d_mean, d_std, dz, da = compiled.run(
+                fused_ash.rows_backward_sums,
+                *args,
+                need_z,
+                need_alpha,
+                plain=lambda: F.ash_backward_sums(*args, 1, need_z, need_alpha),
+            )
+            dx2d = compiled.run(
+                fused_ash.rows_backward_dx,
+                x2d,
+                grad2d,
+                mean,
+                std,
+                d_mean,
+                d_std,
+                z0,
+                a0,
+                plain=lambda: F.ash_backward_dx(x2d, grad2d, mean, std, d_mean, d_std, z0, a0, 1),
+            )
         else:
             from .triton_kernels import ash_backward
 
