@@ -11,6 +11,6 @@ here use cheap ops with explicit guards, and rational functions fitted to float3
 (the tests hold them to the float64 references); float64 keeps the plain math as it is.
 
 One module per activation family, each mirroring its counterpart in :mod:`actplug.functional`
-(:mod:`.smu`, :mod:`.pflu`, :mod:`.srelu`, :mod:`.gish`, :mod:`.ash`), and :mod:`.rational`, the fitted rational
-functions they share.
+(:mod:`.smu`, :mod:`.pflu`, :mod:`.srelu`, :mod:`.gish`, :mod:`.ash`), and :mod:`.rational`, the
+fitted rational functions they share.
 """
