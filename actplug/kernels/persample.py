@@ -17,21 +17,20 @@ from . import compiled, dispatch, layout
 from .fused_math import ash as fused_ash
 
 
-def _plain_rows(x2d, z, alpha, eps):
-    """ASH of each row of a (samples, elements) matrix with the plain math; y and the statistics."""
-    mean, std = F.ash_stats(x2d, 1, eps)
-    return F.ash_apply(x2d, mean, std, z, alpha), mean, std
+def _plain(x, dims, z, alpha, eps):
+    """ASH with the plain math over ``dims``; returns y and the statistics."""
+    mean, std = F.ash_stats(x, dims, eps)
+    return F.ash_apply(x, mean, std, z, alpha), mean, std
 
 
 def _forward(path, x, dims, z, alpha, eps):
     if path == "eager":
-        mean, std = F.ash_stats(x, dims, eps)
-        return F.ash_apply(x, mean, std, z, alpha), mean, std
+        return _plain(x, dims, z, alpha, eps)
     x2d, perm = layout.rows(x, dims)
     dtype = compute_dtype(x)
     z0, a0 = z.detach().reshape(()).to(dtype), alpha.detach().reshape(()).to(dtype)
     if path == "compiled":
-        plain = lambda: _plain_rows(x2d, z0, a0, eps)  # noqa: E731
+        plain = lambda: _plain(x2d, 1, z0, a0, eps)  # noqa: E731
         y2d, mean, std = compiled.run(fused_ash.rows_forward, x2d, z0, a0, eps, plain=plain)
     else:
         from .triton_kernels import ash_forward
