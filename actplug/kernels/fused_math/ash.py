@@ -21,10 +21,35 @@ def _sigmoid_for(x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     return torch.sigmoid if compute_dtype(x) == torch.float64 else rational.sigmoid
 
 
+def rows_stats(x2d: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's mean and std as :func:`actplug.functional.ash_stats` gives them, from float64 sums.
+
+    For float32 (and half) rows, the sums of x and x^2 in float64 take one cheap pass: Welford's
+    update, Inductor's fused var_mean, costs a multiply and a division-free update per element and
+    runs 40-70% longer on this CPU. Their difference, var = E[x^2] - mean^2, loses log10(mean^2 / var)
+    of float64's 16 digits, which leaves the variance exact to float32 unless |mean| > 1e4 std
+    (where float32 holds x itself to no better than 1e-3 std); and x^2 cannot overflow.
+    """
+    if compute_dtype(x2d) == torch.float64:
+        return F.ash_stats(x2d, 1, eps)
+    wide = x2d.to(torch.float64)
+    n = x2d.shape[1]
+    mean = wide.sum(1, keepdim=True) / n
+    var = (wide * wide).sum(1, keepdim=True) / n - mean * mean
+    std = torch.sqrt((var + eps).clamp_min(torch.finfo(torch.float32).tiny))
+    return mean.to(torch.float32), std.to(torch.float32)
+
+
 def rows_forward(x2d: torch.Tensor, z: torch.Tensor, alpha: torch.Tensor, eps: float):
     """ASH of each row; returns y and the (samples, 1) mean and std."""
-    mean, std = F.ash_stats(x2d, 1, eps)
-    return F.ash_apply(x2d, mean, std, z, alpha, sigmoid=_sigmoid_for(x2d)), mean, std
+    mean, std = rows_stats(x2d, eps)
+    if compute_dtype(x2d) == torch.float64:
+        return F.ash_apply(x2d, mean, std, z, alpha), mean, std
+    # 2 alpha (x - mean - z std) as one multiply-add per element: a2 x - a2 t
+    a2 = 2.0 * alpha
+    xc = x2d.to(torch.float32)
+    y = xc * rational.sigmoid(xc * a2 - a2 * (mean + z * std))
+    return y.to(x2d.dtype), mean, std
 
 
 def rows_backward_sums(x2d, grad2d, mean, std, z, alpha, need_z: bool, need_alpha: bool):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 # Rational functions x P(t) / Q(t), Q(0) = 1, t in [0, 1], fitted by tools/fit_rational.py for
@@ -80,30 +82,45 @@ def horner(coeffs: tuple[float, ...], t: torch.Tensor) -> torch.Tensor:
     return acc
 
 
+def _in_variable(coeffs: tuple[float, ...], scale: float) -> tuple[float, ...]:
+    """The coefficients of P(scale w) as a polynomial in w: the fitted variable t = scale w costs no
+    multiply in the loop (the tables stay as the fit prints them)."""
+    return tuple(c * scale**k for k, c in enumerate(coeffs))
+
+
+# Past each function's end the kernels take its limit with a where (a compare and a blend) instead
+# of clamping the argument first (Inductor's NaN-propagating minimum and maximum cost three vector
+# instructions each): the rational function's value there, possibly inf / inf, is discarded.
+_EXPM1_P_V = _in_variable(_EXPM1_P, 1.0 / _EXPM1_END)
+_EXPM1_Q_V = _in_variable(_EXPM1_Q, 1.0 / _EXPM1_END)
+_ERF_P_V = _in_variable(_ERF_P, 1.0 / _ERF_END**2)
+_ERF_Q_V = _in_variable(_ERF_Q, 1.0 / _ERF_END**2)
+_GISH_P_V = _in_variable(_GISH_P, 1.0 / _GISH_END)
+_GISH_Q_V = _in_variable(_GISH_Q, 1.0 / _GISH_END)
+_SIGMOID_P_V = _in_variable(_SIGMOID_P, 1.0 / _SIGMOID_END**2)
+_SIGMOID_Q_V = _in_variable(_SIGMOID_Q, 1.0 / _SIGMOID_END**2)
+
+
 def expm1_nonpositive(v: torch.Tensor) -> torch.Tensor:
-    """expm1(v) for v <= 0 (NaN stays NaN; -inf gives -1 to an ulp)."""
-    vc = v.clamp_min(_EXPM1_END)
-    t = vc * (1.0 / _EXPM1_END)
-    return vc * horner(_EXPM1_P, t) / horner(_EXPM1_Q, t)
+    """expm1(v) for v <= 0 (NaN stays NaN; below -17.5, -inf included, it is -1)."""
+    return torch.where(v < _EXPM1_END, -1.0, v * horner(_EXPM1_P_V, v) / horner(_EXPM1_Q_V, v))
 
 
 def erf(u: torch.Tensor) -> torch.Tensor:
-    """erf(u) for any u (NaN stays NaN, +-inf gives +-1)."""
-    uc = u.clamp(-_ERF_END, _ERF_END)
-    t = uc * uc * (1.0 / (_ERF_END * _ERF_END))
-    return uc * horner(_ERF_P, t) / horner(_ERF_Q, t)
+    """erf(u) for any u (NaN stays NaN; past +-3.92, +-inf included, it is +-1)."""
+    w = u * u
+    inside = u * horner(_ERF_P_V, w) / horner(_ERF_Q_V, w)
+    return torch.where(u > _ERF_END, 1.0, torch.where(u < -_ERF_END, -1.0, inside))
 
 
 def log_two_minus_exp_neg(e: torch.Tensor) -> torch.Tensor:
-    """ln(2 - exp(-e)) for e >= 0 (Gish's log term with e = exp(x)): no exp, no log."""
-    ec = e.clamp_max(_GISH_END)
-    t = ec * (1.0 / _GISH_END)
-    return ec * horner(_GISH_P, t) / horner(_GISH_Q, t)
+    """ln(2 - exp(-e)) for e >= 0 (Gish's log term with e = exp(x)): no exp, no log; ln 2 past 17."""
+    return torch.where(e > _GISH_END, math.log(2.0), e * horner(_GISH_P_V, e) / horner(_GISH_Q_V, e))
 
 
 def sigmoid(v: torch.Tensor) -> torch.Tensor:
     """1 / (1 + e^-v) to an absolute error below 2e-7 (a few ulps relative where it is above 1/2), with
     no exp: a gate whose product with x is exact to float32's resolution of x. NaN stays NaN."""
-    vc = v.clamp(-_SIGMOID_END, _SIGMOID_END)
-    t = vc * vc * (1.0 / (_SIGMOID_END * _SIGMOID_END))
-    return torch.where(v < -_SIGMOID_END, 0.0, 0.5 + vc * horner(_SIGMOID_P, t) / horner(_SIGMOID_Q, t))
+    w = v * v
+    inside = 0.5 + v * horner(_SIGMOID_P_V, w) / horner(_SIGMOID_Q_V, w)
+    return torch.where(v > _SIGMOID_END, 1.0, torch.where(v < -_SIGMOID_END, 0.0, inside))
