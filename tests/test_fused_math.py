@@ -133,9 +133,11 @@ def pflu_slope_reference(x64: torch.Tensor) -> torch.Tensor:
     return g
 
 
-# Left of -1.3e19 the true PFLU(x) = 1 / (4 x) is below 2e-20 and the quotient's denominator
-# overflows: the kernels give -0 there (as the plain math does from -1e30 on).
-PFLU_EXACT_RANGE = 1.3e19
+# Left of -4.6e18 the gate g(x) = 1 / (2 s (s + |x|)) is below float32's smallest normal number, so
+# x g keeps fewer digits (PFLU(x) = 1 / (4 x) is then below 6e-20 in magnitude), and left of
+# -1.3e19 the denominator overflows: the kernels give -0 there (as the plain math does from -1e30 on).
+PFLU_EXACT_RANGE = 4.6e18
+PFLU_FINITE_DENOMINATOR = 1.3e19
 
 
 def test_pflu_quotient_matches_float64_across_the_float_range():
@@ -143,10 +145,13 @@ def test_pflu_quotient_matches_float64_across_the_float_range():
     x64 = x.double()
     expected = pflu_reference(x64)
     exact = (x.abs() < PFLU_EXACT_RANGE) & (x != 0)
+    subnormal_gate = (x <= -PFLU_EXACT_RANGE) & (x > -PFLU_FINITE_DENOMINATOR)
     for how, got in both_ways(fused_pflu.pflu, x).items():
         assert relative_error_in_ulps(got[exact], expected[exact]) < 8, how  # 4 eps, as the kernel tests
+        assert float((got[subnormal_gate].double() - expected[subnormal_gate]).abs().max()) < 1e-25, how
+        assert relative_error_in_ulps(got[subnormal_gate], expected[subnormal_gate]) < 64, how
         assert got[x >= PFLU_EXACT_RANGE].equal(x[x >= PFLU_EXACT_RANGE]), how
-        assert got[x <= -PFLU_EXACT_RANGE].abs().max() < 2e-20, how
+        assert got[x <= -PFLU_FINITE_DENOMINATOR].abs().max() < 2e-20, how
         assert got[x == 0].eq(0).all(), how
 
 

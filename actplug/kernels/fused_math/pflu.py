@@ -1,11 +1,13 @@
 """PFLU, LPFLU and FPFLU (Zhu et al. 2021; lpflu.txt eq. 8) for the fused loops: one sqrt, one division.
 
 The plain math takes PFLU's gate from ``rsqrt`` and a division, with a third division where |x| is
-huge; vectorised, each costs what the whole of ReLU does. Here every gate and slope is one
-quotient N / D of products of s = sqrt(1 + x^2), with N and D chosen per side of 0 so that
-nothing cancels (``1 - |x| / s = 1 / (s (s + |x|))``) and nothing overflows before the result
-itself is beyond float32. Values agree with the plain math to a few ulps (the tests hold them to
-the float64 references).
+huge; vectorised, each costs what the whole of ReLU does. Here PFLU and its slope each come from
+one quotient of a = |x| and s = sqrt(1 + a^2) that is exact to a few ulps on the side of 0 where
+x / s takes away from 1 (``1 - a / s = 1 / (s (s + a))``), and the other side is taken from it
+through ``g(x) = 1 - g(-x)``, where nothing cancels (the result is at least half the term it is
+taken from). Past the range where the quotient's denominator is finite, the quotient is 0 and the
+result its limit. Values agree with the plain math to a few ulps (the tests hold them to the
+float64 references).
 """
 
 from __future__ import annotations
@@ -15,36 +17,44 @@ import torch
 from ... import functional as F
 from ...functional._precision import as_compute, compute_dtype, reduce_to
 
-# |x| is clamped here before squaring: 1.8e19^2 is finite in float32, and past it the gate is 1
-# on the right (its N / D is 1) and its denominator overflows to inf on the left, where the true
-# gate 1 / (4 x^2) is below float32's normal range anyway.
-_SQUARE_MAX = 1.8e19
 # The slope's |x| clamp: there PFLU'(x) is 1 on the right to the last bit and -1 / (4 x^2), below
 # 2.5e-19, on the left; the slope's terms, up to 4 |x|^4, stay finite in float32.
 _SLOPE_MAX = 1e9
 
 
-def _gate(x: torch.Tensor, flip: bool = False) -> torch.Tensor:
-    """g(x) = (1 + x / sqrt(1 + x^2)) / 2, or g(-x) = 1 - g(x) with ``flip``, as one quotient.
+def _left_gate(a: torch.Tensor) -> torch.Tensor:
+    """h = g(-a) = (1 - a / s) / 2 = 1 / (2 s (s + a)) for a = |x|, s = sqrt(1 + a^2): no cancellation.
 
-    With a = |x|, s = sqrt(1 + a^2): (s + a) / (2 s) on the side where x / s adds to 1, and
-    1 / (2 s (s + a)) on the side where it takes away (1 - a / s = 1 / (s (s + a))).
+    Where a^2 overflows (|x| > 1.8e19), s and the product are inf and h is 0, its limit: no clamp
+    is needed. h is subnormal from a = 4.6e18 on, so x h keeps fewer digits there (PFLU(x) is then
+    below 6e-20 in magnitude; its absolute error below 1e-25).
     """
-    a = x.abs().clamp_max(_SQUARE_MAX)
-    s = torch.sqrt(1.0 + a * a)
+    q = 1.0 + a * a
+    return 0.5 / (q + a * torch.sqrt(q))  # s (s + a) = q + a s: one multiply-add
+
+
+def _gate(x: torch.Tensor, flip: bool = False) -> torch.Tensor:
+    """g(x) = (1 + x / sqrt(1 + x^2)) / 2, or g(-x) = 1 - g(x) with ``flip``: h = g(-|x|) on the side
+    where x / s takes away from 1, and 1 - h (h <= 1/2, so exact) where it adds."""
+    h = _left_gate(x.abs())
     adds = (x < 0) if flip else (x >= 0)
-    return torch.where(adds, 0.5 * (s + a), 0.5) / torch.where(adds, s, s * (s + a))
+    return torch.where(adds, 1.0 - h, h)
 
 
 def _pflu_slope(x: torch.Tensor) -> torch.Tensor:
-    """PFLU'(x) = g(x) + x g'(x) as one quotient: with q = 1 + x^2 and s = sqrt(q),
-    ``(q s + x (1 + q)) / (2 q s)`` for x >= 0 and ``(1 - |x| s) / (2 q s (s + |x|))`` for x < 0."""
-    a = x.abs().clamp_max(_SLOPE_MAX)
+    """PFLU'(x) = g(x) + x g'(x), with g'(x) = 1 / (2 q s) and q = 1 + x^2, s = sqrt(q).
+
+    Left of 0 it is ``k = (1 - a s) / (2 q s (s + a))`` (a = |x|; g(-a) and -a g'(a) over one
+    denominator), and right of 0 it is 1 - k (g(a) = 1 - g(-a)): one quotient either way. |x| is
+    clamped at 1e9 (a compare and a blend; Inductor's NaN-propagating minimum takes three vector
+    instructions), past which k's numerator would overflow along with its denominator.
+    """
+    a = x.abs()
+    a = torch.where(a > _SLOPE_MAX, _SLOPE_MAX, a)  # NaN > limit is false: NaN stays NaN
     q = 1.0 + a * a
     s = torch.sqrt(q)
-    qs = q * s
-    right = x >= 0
-    return torch.where(right, qs + a * (1.0 + q), 1.0 - a * s) / (2.0 * qs * torch.where(right, 1.0, s + a))
+    k = (1.0 - a * s) / ((2.0 * q) * (q + a * s))  # s (s + a) = q + a s
+    return torch.where(x >= 0, 1.0 - k, k)
 
 
 def pflu(x: torch.Tensor) -> torch.Tensor:
