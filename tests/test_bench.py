@@ -7,7 +7,9 @@ activation; actplug's fused CPU kernels of one) and one builds two ResNets
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -217,6 +219,44 @@ def test_alternate_rotates_warms_up_and_resets():
     assert timings.median_ms("a") >= 0
     with pytest.raises(ValueError, match="repeats"):
         timing.alternate(candidates, torch.device("cpu"), repeats=0)
+
+
+def test_every_timed_cpu_call_starts_from_released_heap_memory(monkeypatch):
+    """The allocator state is the same for every candidate: free heap pages go back before each call."""
+    events = []
+    monkeypatch.setattr(timing, "release_free_memory", lambda: events.append("release"))
+    candidates = [timing.Candidate(n, lambda n=n: events.append(n)) for n in ("a", "b")]
+    timing.alternate(candidates, torch.device("cpu"), repeats=2, warmup=1)
+    # warm-up a, b; round 0 a, b; round 1 starts at b
+    assert events == ["release", "a", "release", "b"] * 2 + ["release", "b", "release", "a"]
+
+
+def _resident_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_release_free_memory_gives_freed_heap_pages_back():
+    """50 MB freed in the middle of the heap stay resident (reused untouched by the next call)
+    until release_free_memory hands them back."""
+    libc = ctypes.CDLL(None)
+    if not hasattr(libc, "malloc_trim") or not Path("/proc/self/statm").exists():
+        assert timing.release_free_memory() is hasattr(libc, "malloc_trim")
+        return
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    size = 100_000  # below glibc's mmap threshold: from the heap
+    blocks = [libc.malloc(size) for _ in range(500)]
+    pin = libc.malloc(size)  # keeps the freed blocks from being the heap's top, which free() trims itself
+    try:
+        for block in blocks:
+            ctypes.memset(block, 1, size)
+        for block in blocks:
+            libc.free(block)
+        before = _resident_bytes()
+        assert timing.release_free_memory() is True
+        assert before - _resident_bytes() > 40e6
+    finally:
+        libc.free(pin)
 
 
 def test_saved_bytes_counts_each_storage_once_and_leaves_out_state():

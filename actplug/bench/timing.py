@@ -4,10 +4,20 @@ Interleaving the candidates (and rotating their order each round) spreads clock-
 changes, cache state and other processes' load evenly over them, so their ratios are stable even
 when the absolute times drift. Warm-up calls come first: ``torch.compile`` and the fused CPU
 kernels compile there, never in a timed call.
+
+On CPU each timed call starts from the same memory state. glibc serves a tensor of more than 32 MB
+from fresh pages, and the first write to each page (a page fault, the kernel zeroing it) is most
+of what ReLU's forward costs on a tensor that size; but a call that finds enough free memory left
+in the heap by the calls before it skips that cost and runs up to 6x faster (seen here: ReLU at
+5 ms in some rounds, 30 ms in the others). So the heap's free pages go back to the system
+(``malloc_trim``, untimed) before every timed call, and every candidate's outputs land on fresh
+pages, as they do in a plain PyTorch process.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -46,10 +56,36 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_free_memory() -> bool:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim(0)``); False if it can't.
+
+    The next allocations then land on fresh pages, whatever the calls before them freed.
+    """
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
 def time_call(candidate: Candidate, device: torch.device) -> float:
-    """Seconds one ``candidate.call()`` takes, the device synchronised on both sides."""
+    """Seconds one ``candidate.call()`` takes, the device synchronised on both sides.
+
+    Before it (untimed): ``candidate.reset()`` and, on CPU, :func:`release_free_memory`.
+    """
     if candidate.reset is not None:
         candidate.reset()
+    if device.type == "cpu":
+        release_free_memory()
     synchronize(device)
     start = time.perf_counter()
     candidate.call()
