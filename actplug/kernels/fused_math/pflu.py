@@ -22,39 +22,52 @@ from ...functional._precision import as_compute, compute_dtype, reduce_to
 _SLOPE_MAX = 1e9
 
 
-def _left_gate(a: torch.Tensor) -> torch.Tensor:
-    """h = g(-a) = (1 - a / s) / 2 = 1 / (2 s (s + a)) for a = |x|, s = sqrt(1 + a^2): no cancellation.
+def _twice_left_gate(a: torch.Tensor) -> torch.Tensor:
+    """2 g(-a) = 1 - a / s = 1 / (s (s + a)) for a = |x|, s = sqrt(1 + a^2): no cancellation.
 
-    Where a^2 overflows (|x| > 1.8e19), s and the product are inf and h is 0, its limit: no clamp
-    is needed. h is subnormal from a = 4.6e18 on, so x h keeps fewer digits there (PFLU(x) is then
-    below 6e-20 in magnitude; its absolute error below 1e-25).
+    Where a^2 overflows (|x| > 1.8e19), s and the product are inf and the gate is 0, its limit: no
+    clamp is needed. The gate is subnormal from a = 4.6e18 on, so x g keeps fewer digits there
+    (PFLU(x) is then below 6e-20 in magnitude; its absolute error below 1e-25). Twice the gate,
+    because Inductor computes a constant over a tensor as a reciprocal and a multiply: the 1/2 is
+    folded into the caller's scalars.
     """
     q = 1.0 + a * a
-    return 0.5 / (q + a * torch.sqrt(q))  # s (s + a) = q + a s: one multiply-add
+    return 1.0 / (q + a * torch.sqrt(q))  # s (s + a) = q + a s: one multiply-add
 
 
 def _gate(x: torch.Tensor, flip: bool = False) -> torch.Tensor:
     """g(x) = (1 + x / sqrt(1 + x^2)) / 2, or g(-x) = 1 - g(x) with ``flip``: h = g(-|x|) on the side
     where x / s takes away from 1, and 1 - h (h <= 1/2, so exact) where it adds."""
-    h = _left_gate(x.abs())
+    h = 0.5 * _twice_left_gate(x.abs())
     adds = (x < 0) if flip else (x >= 0)
     return torch.where(adds, 1.0 - h, h)
 
 
-def _pflu_slope(x: torch.Tensor) -> torch.Tensor:
-    """PFLU'(x) = g(x) + x g'(x), with g'(x) = 1 / (2 q s) and q = 1 + x^2, s = sqrt(q).
+def _left_slope(x: torch.Tensor) -> torch.Tensor:
+    """k = PFLU'(-|x|) = g(-a) - a g'(a) = (1 - a s) / (2 q s (s + a)), with a = |x|, q = 1 + a^2, s = sqrt(q)
+    (g'(x) = 1 / (2 q s)): one quotient. PFLU'(x) is k left of 0 and 1 - k right of 0 (g(a) = 1 - g(-a)).
 
-    Left of 0 it is ``k = (1 - a s) / (2 q s (s + a))`` (a = |x|; g(-a) and -a g'(a) over one
-    denominator), and right of 0 it is 1 - k (g(a) = 1 - g(-a)): one quotient either way. |x| is
-    clamped at 1e9 (a compare and a blend; Inductor's NaN-propagating minimum takes three vector
-    instructions), past which k's numerator would overflow along with its denominator.
+    |x| is clamped at 1e9 (a compare and a blend; Inductor's NaN-propagating minimum takes three
+    vector instructions), past which k's numerator would overflow along with its denominator.
     """
     a = x.abs()
     a = torch.where(a > _SLOPE_MAX, _SLOPE_MAX, a)  # NaN > limit is false: NaN stays NaN
     q = 1.0 + a * a
     s = torch.sqrt(q)
-    k = (1.0 - a * s) / ((2.0 * q) * (q + a * s))  # s (s + a) = q + a s
+    return (1.0 - a * s) / ((2.0 * q) * (q + a * s))  # s (s + a) = q + a s
+
+
+def _pflu_slope(x: torch.Tensor) -> torch.Tensor:
+    """PFLU'(x) = g(x) + x g'(x): k = :func:`_left_slope` left of 0, 1 - k right of 0."""
+    k = _left_slope(x)
     return torch.where(x >= 0, 1.0 - k, k)
+
+
+def _leaky(x: torch.Tensor, left: torch.Tensor, a: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """a + (1 - a) f(x) for f = g or PFLU', given ``left`` = f(-|x|) / ``scale`` (f(|x|) = 1 - f(-|x|)):
+    one blend, ``1 - c left`` right of 0 and ``a + c left`` left of it, c = scale (1 - a) a scalar."""
+    c = scale * (1.0 - a)
+    return torch.where(x >= 0, 1.0 - c * left, a + c * left)
 
 
 def pflu(x: torch.Tensor) -> torch.Tensor:
@@ -81,7 +94,7 @@ def lpflu(x: torch.Tensor, negative_slope: torch.Tensor) -> torch.Tensor:
         return F.lpflu(x, negative_slope)
     xc = x.to(dtype)
     a = as_compute(negative_slope, dtype, x.device)
-    return (xc * (a + (1.0 - a) * _gate(xc))).to(x.dtype)
+    return (xc * _leaky(xc, _twice_left_gate(xc.abs()), a, scale=0.5)).to(x.dtype)
 
 
 def lpflu_backward(
@@ -93,7 +106,7 @@ def lpflu_backward(
         return F.lpflu_backward(x, grad, negative_slope, need_slope)
     xc, gc = x.to(dtype), grad.to(dtype)
     a = as_compute(negative_slope, dtype, x.device)
-    dx = (gc * (a + (1.0 - a) * _pflu_slope(xc))).to(x.dtype)
+    dx = (gc * _leaky(xc, _left_slope(xc), a)).to(x.dtype)
     if not need_slope:
         return dx, None
     return dx, reduce_to(gc * xc * _gate(xc, flip=True), a)
