@@ -117,6 +117,10 @@ def _fpflu_backward(x, grad):
     return (F.fpflu_backward(x, grad),)
 
 
+def _fpflu_fused_backward(x, grad):
+    return (fused_pflu.fpflu_backward(x, grad),)
+
+
 def _gish_backward(x, grad):
     return (F.gish_backward(x, grad),)
 
@@ -132,7 +136,7 @@ OPS = {
         ElementwiseOp("smu1", _smu1_forward, _smu1_backward, _smu1_fused_forward, _smu1_fused_backward),
         ElementwiseOp("pflu", F.pflu, _pflu_backward, fused_pflu.pflu, _pflu_fused_backward),
         ElementwiseOp("lpflu", F.lpflu, F.lpflu_backward, fused_pflu.lpflu, fused_pflu.lpflu_backward),
-        ElementwiseOp("fpflu", F.fpflu, _fpflu_backward),
+        ElementwiseOp("fpflu", F.fpflu, _fpflu_backward, F.fpflu, _fpflu_fused_backward),
         ElementwiseOp("gish", F.gish, _gish_backward, fused_gish.gish, _gish_fused_backward),
         ElementwiseOp("srelu", F.srelu, F.srelu_backward, fused_srelu.srelu, fused_srelu.srelu_backward),
     )

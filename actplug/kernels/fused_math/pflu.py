@@ -110,3 +110,22 @@ def lpflu_backward(
     if not need_slope:
         return dx, None
     return dx, reduce_to(gc * xc * _gate(xc, flip=True), a)
+
+
+# FPFLU's slope left of 0 is finite and tends to 0 as x -> -inf; x is clamped there so that the
+# factors below stay finite (x^2 would overflow to inf, and -inf * 0 is NaN).
+_FPFLU_SQUARE_MAX = 1.8e19
+
+
+def fpflu_backward(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """:func:`actplug.functional.fpflu_backward`: 1 for x >= 0, ``(1 - x^2) w w`` with w = 1 / (1 + x^2)
+    for x < 0. ``1 - x^2`` compiles to one fused multiply-add, exact before its one rounding, so the
+    zero at x = -1 keeps its relative precision; a one-sided clamp (a compare and a blend) in place
+    of the plain math's two-sided NaN-propagating one."""
+    dtype = compute_dtype(x)
+    if dtype == torch.float64:
+        return F.fpflu_backward(x, grad)
+    xc = x.to(dtype)
+    xl = torch.where(xc < -_FPFLU_SQUARE_MAX, -_FPFLU_SQUARE_MAX, xc)  # NaN < limit is false
+    w = 1.0 / (1.0 + xl * xl)
+    return (grad.to(dtype) * torch.where(xc >= 0, 1.0, ((1.0 - xl * xl) * w) * w)).to(x.dtype)
