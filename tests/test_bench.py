@@ -11,6 +11,7 @@ import ctypes
 import json
 import os
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -47,6 +48,8 @@ def test_bench_writes_table_json_and_png(capsys, tmp_path):
     config = result["config"]
     assert config["shape"] == [2, 4, 8, 8]
     assert (config["dtype"], config["device"], config["repeats"], config["compile"]) == ("float32", "cpu", 2, False)
+    assert config["memory"] == "fresh"
+    assert "fresh pages per call" in out
     assert list(result["activations"]) == ["smu", "pflu", "ash"]
     assert result["model"] is None
     for name, record in result["activations"].items():
@@ -229,6 +232,57 @@ def test_every_timed_cpu_call_starts_from_released_heap_memory(monkeypatch):
     timing.alternate(candidates, torch.device("cpu"), repeats=2, warmup=1)
     # warm-up a, b; round 0 a, b; round 1 starts at b
     assert events == ["release", "a", "release", "b"] * 2 + ["release", "b", "release", "a"]
+
+
+def test_reused_memory_mode_skips_the_release_and_bad_modes_are_refused(monkeypatch):
+    events = []
+    monkeypatch.setattr(timing, "release_free_memory", lambda: events.append("release"))
+    timing.alternate([timing.Candidate("a", lambda: events.append("a"))], torch.device("cpu"), 2, 1, "reused")
+    assert events == ["a"] * 3
+    with pytest.raises(ValueError, match="memory='kept' is not one of"):
+        timing.alternate([timing.Candidate("a", lambda: None)], torch.device("cpu"), 1, memory="kept")
+
+
+# Run in a child process: keep_freed_memory changes the C heap for the rest of the process.
+_KEEP_FREED = """
+import sys
+from pathlib import Path
+import os
+import torch
+from actplug.bench import timing
+
+def resident():
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+if sys.argv[1] == "keep":
+    assert timing.keep_freed_memory() is True
+t = torch.ones(16 * 2**20)  # 64 MB, above glibc's mmap threshold
+before = resident()
+del t
+print(before - resident())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads resident memory from /proc (Linux)")
+def test_keep_freed_memory_keeps_a_freed_tensors_pages():
+    def released(mode: str) -> int:
+        done = subprocess.run([sys.executable, "-c", _KEEP_FREED, mode], capture_output=True, text=True, check=True)
+        return int(done.stdout.strip())
+
+    assert released("default") > 50 * 2**20  # glibc unmaps a freed 64 MB block at once
+    assert released("keep") < 8 * 2**20  # kept in the heap for the next allocation
+
+
+def test_cli_memory_reused_is_recorded_and_printed(tmp_path):
+    argv = ["bench", "--acts", "pflu", "--shape", "2,4,8,8", "--repeats", "1", "--no-compile", "--no-model"]
+    done = subprocess.run(
+        [sys.executable, "-m", "actplug", *argv, "--memory", "reused", "-o", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads((tmp_path / "bench.json").read_text())["config"]["memory"] == "reused"
+    assert "freed memory reused" in done.stdout
 
 
 def _resident_bytes() -> int:

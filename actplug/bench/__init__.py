@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from . import activations, model, targets
+from . import activations, model, targets, timing
 
 __all__ = ["machine_info", "main", "run_benchmark"]
 
@@ -55,9 +55,14 @@ def run_benchmark(
     model_image_size: int | None = None,
     model_repeats: int | None = None,
     warmup: int = 2,
+    memory: str = "fresh",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Benchmark ``acts`` (registered names) and return the JSON-ready result.
+
+    ``memory`` (CPU): ``fresh``, every timed call's outputs on fresh pages, as in a plain PyTorch
+    process; or ``reused``, glibc keeps freed memory for the rest of the process (as a caching
+    allocator does), so the times are the kernels' own (see :mod:`actplug.bench.timing`).
 
     Keys: ``machine``, ``config``, ``activations`` (per name: ``path``, ``forward`` and
     ``forward_backward`` with ``median_ms``/``samples_ms`` per candidate, ``vs_relu``,
@@ -67,6 +72,10 @@ def run_benchmark(
     import actplug.kernels
 
     device = torch.device(device)
+    if memory not in timing.MEMORY_MODES:
+        raise ValueError(f"memory={memory!r} is not one of {timing.MEMORY_MODES}")
+    if memory == "reused" and device.type == "cpu" and not timing.keep_freed_memory():
+        raise RuntimeError("memory='reused' needs glibc's mallopt, which this C library lacks; use memory='fresh'")
     shape = tuple(int(s) for s in shape)
     batch, image_size = model.default_size(device)
     batch = model_batch or batch
@@ -83,6 +92,7 @@ def run_benchmark(
             "repeats": repeats,
             "warmup": warmup,
             "compile": compile_naive,
+            "memory": memory,
             "kernels": {"cpu": settings.cpu, "cuda": settings.cuda, "cpu_min_numel": settings.cpu_min_numel},
         },
         "activations": {},
@@ -90,13 +100,13 @@ def run_benchmark(
     }
     for name in acts:
         record = activations.bench_activation(
-            name, shape, dtype, device, repeats, compile_naive=compile_naive, warmup=warmup, log=log
+            name, shape, dtype, device, repeats, compile_naive=compile_naive, warmup=warmup, memory=memory, log=log
         )
         record["targets"] = [t.as_dict() for t in targets.evaluate(record, device.type)]
         result["activations"][record["name"]] = record
     if model_row:
         result["model"] = model.bench_model(
-            list(result["activations"]), device, dtype, batch, image_size, model_repeats, log=log
+            list(result["activations"]), device, dtype, batch, image_size, model_repeats, memory=memory, log=log
         )
     return result
 

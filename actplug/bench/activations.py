@@ -61,6 +61,7 @@ def bench_activation(
     *,
     compile_naive: bool = True,
     warmup: int = 2,
+    memory: str = "fresh",
     log: Log = print,
 ) -> dict[str, Any]:
     """Time and measure activation ``name``; returns its JSON-ready record (see :mod:`actplug.bench`)."""
@@ -89,7 +90,7 @@ def bench_activation(
     candidates = [_forward_candidate(n, contestants[n], x) for n in CANDIDATES if n in contestants]
     candidates += [_backward_candidate(n, backward_fns[n], x_grad, grad, reset) for n in CANDIDATES if n in contestants]
     log(f"timing {pair.name}: {len(candidates)} candidates x {repeats} alternating repetitions")
-    timings = timing.alternate(candidates, device, repeats, warmup)
+    timings = timing.alternate(candidates, device, repeats, warmup, memory)
 
     record: dict[str, Any] = {"name": pair.name, "path": kernel_path(x)}
     for mode in MODES:

@@ -105,6 +105,7 @@ def bench_model(
     repeats: int,
     *,
     warmup: int = 1,
+    memory: str = "fresh",
     log: Log = print,
 ) -> dict[str, Any]:
     """Training-step time and memory of ResNet-50 with ReLU and with each of ``names``; JSON-ready."""
@@ -113,7 +114,7 @@ def bench_model(
     steps = {n: build(n, device, batch, image_size, dtype) for n in order}
     candidates = [timing.Candidate(n, step) for n, step in steps.items()]
     log(f"timing {ARCH} training steps: {len(order)} models x {repeats} alternating repetitions")
-    timings = timing.alternate(candidates, device, repeats, warmup)
+    timings = timing.alternate(candidates, device, repeats, warmup, memory)
     memories = {n: measure_memory(step) for n, step in steps.items()}
     base_ms, base_bytes = timings.median_ms(BASELINE), memories[BASELINE]
     rows = {

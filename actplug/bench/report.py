@@ -38,7 +38,7 @@ def activation_table(result: dict[str, Any]) -> Table:
     config = result["config"]
     title = (
         f"actplug bench: {'x'.join(map(str, config['shape']))} {config['dtype']} on {result['machine']['device_name']}"
-        f", median of {config['repeats']}; ratios are ours / other (lower is better)"
+        f", median of {config['repeats']}{_memory_note(config)}; ratios are ours / other (lower is better)"
     )
     table = Table(title=title, title_justify="left")
     table.add_column("activation")
@@ -165,3 +165,10 @@ def write_chart(result: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _memory_note(config: dict[str, Any]) -> str:
+    """How the CPU timings treated memory (older JSON has no ``memory``: fresh pages then too)."""
+    if config.get("device") != "cpu":
+        return ""
+    return ", freed memory reused" if config.get("memory") == "reused" else ", fresh pages per call"

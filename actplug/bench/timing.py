@@ -11,7 +11,10 @@ of what ReLU's forward costs on a tensor that size; but a call that finds enough
 in the heap by the calls before it skips that cost and runs up to 6x faster (seen here: ReLU at
 5 ms in some rounds, 30 ms in the others). So the heap's free pages go back to the system
 (``malloc_trim``, untimed) before every timed call, and every candidate's outputs land on fresh
-pages, as they do in a plain PyTorch process.
+pages, as they do in a plain PyTorch process: the ``fresh`` memory mode. The ``reused`` mode is the
+other steady state, that of a caching allocator (jemalloc, tcmalloc, PyTorch's CUDA allocator):
+glibc is told to keep all freed memory in its heap, so after the warm-up no call faults a page in
+and the times are the kernels' own.
 """
 
 from __future__ import annotations
@@ -77,14 +80,34 @@ def release_free_memory() -> bool:
     return True
 
 
-def time_call(candidate: Candidate, device: torch.device) -> float:
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+MEMORY_MODES = ("fresh", "reused")
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep every freed block in its heap, for the rest of the process; False if it can't.
+
+    No allocation is served by mmap and the heap is never trimmed, so a freed tensor's pages, once
+    faulted in, serve the next tensor untouched: the ``reused`` memory mode.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def time_call(candidate: Candidate, device: torch.device, memory: str = "fresh") -> float:
     """Seconds one ``candidate.call()`` takes, the device synchronised on both sides.
 
-    Before it (untimed): ``candidate.reset()`` and, on CPU, :func:`release_free_memory`.
+    Before it (untimed): ``candidate.reset()`` and, on CPU in the ``fresh`` memory mode,
+    :func:`release_free_memory`.
     """
     if candidate.reset is not None:
         candidate.reset()
-    if device.type == "cpu":
+    if device.type == "cpu" and memory == "fresh":
         release_free_memory()
     synchronize(device)
     start = time.perf_counter()
@@ -98,11 +121,16 @@ def alternate(
     device: torch.device,
     repeats: int,
     warmup: int = 2,
+    memory: str = "fresh",
 ) -> Timings:
     """Run each candidate ``warmup`` times untimed, then ``repeats`` rounds of one timed call each.
 
-    Round r starts at candidate r (mod the count), so no candidate always runs first.
+    Round r starts at candidate r (mod the count), so no candidate always runs first. ``memory``:
+    ``fresh`` (free heap pages go back before each CPU call) or ``reused`` (they stay; see
+    :func:`keep_freed_memory`, which the caller applies).
     """
+    if memory not in MEMORY_MODES:
+        raise ValueError(f"memory={memory!r} is not one of {MEMORY_MODES}")
     if repeats < 1:
         raise ValueError(f"repeats={repeats} must be >= 1")
     names = [c.name for c in candidates]
@@ -110,13 +138,13 @@ def alternate(
         raise ValueError(f"candidate names must be unique, got {names}")
     for candidate in candidates:
         for _ in range(warmup):
-            time_call(candidate, device)
+            time_call(candidate, device, memory)
     timings = Timings({c.name: [] for c in candidates})
     count = len(candidates)
     for r in range(repeats):
         for i in range(count):
             candidate = candidates[(r + i) % count]
-            timings.samples[candidate.name].append(time_call(candidate, device))
+            timings.samples[candidate.name].append(time_call(candidate, device, memory))
     return timings
 
 

@@ -47,6 +47,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="cpu or cuda (default: cuda if available, else cpu)")
     p.add_argument("--repeats", type=int, default=10, help="timed repetitions per candidate (default 10)")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile of the naive formulas")
+    p.add_argument(
+        "--memory",
+        choices=("fresh", "reused"),
+        default="fresh",
+        help="CPU: fresh (default) gives every call fresh pages, as a plain PyTorch process does; reused "
+        "keeps freed memory in the heap, as a caching allocator does, and times the kernels alone",
+    )
     p.add_argument("--no-model", action="store_true", help="skip the ResNet-50 training-step row")
     p.add_argument("--model-batch", type=int, help="ResNet-50 batch size (default: 64 on CUDA, 8 on CPU)")
     p.add_argument("--model-image-size", type=int, help="ResNet-50 image size (default: 224 on CUDA, 112 on CPU)")
@@ -157,6 +164,7 @@ def parse_options(args: argparse.Namespace) -> dict[str, Any]:
         "shape": default_shape if args.shape is None else parse_shape(args.shape),
         "repeats": args.repeats,
         "compile_naive": not args.no_compile,
+        "memory": args.memory,
         "model_row": not args.no_model,
         "model_batch": args.model_batch,
         "model_image_size": args.model_image_size,
