@@ -72,8 +72,7 @@ def run_benchmark(
     import actplug.kernels
 
     device = torch.device(device)
-    if memory not in timing.MEMORY_MODES:
-        raise ValueError(f"memory={memory!r} is not one of {timing.MEMORY_MODES}")
+    timing.check_memory_mode(memory)
     if memory == "reused" and device.type == "cpu" and not timing.keep_freed_memory():
         raise RuntimeError("memory='reused' needs glibc's mallopt, which this C library lacks; use memory='fresh'")
     shape = tuple(int(s) for s in shape)

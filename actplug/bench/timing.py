@@ -60,10 +60,10 @@ def synchronize(device: torch.device) -> None:
 
 
 @functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl)."""
+def _libc(name: str) -> Callable[..., int] | None:
+    """The C library's function ``name`` (glibc's ``malloc_trim``, ``mallopt``), or None where it has none."""
     try:
-        return ctypes.CDLL(None).malloc_trim
+        return getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
         return None
 
@@ -73,7 +73,7 @@ def release_free_memory() -> bool:
 
     The next allocations then land on fresh pages, whatever the calls before them freed.
     """
-    trim = _malloc_trim()
+    trim = _libc("malloc_trim")
     if trim is None:
         return False
     trim(0)
@@ -86,15 +86,20 @@ _M_MMAP_MAX = -4
 MEMORY_MODES = ("fresh", "reused")
 
 
+def check_memory_mode(memory: str) -> None:
+    """Raise ValueError unless ``memory`` is one of :data:`MEMORY_MODES`."""
+    if memory not in MEMORY_MODES:
+        raise ValueError(f"memory={memory!r} is not one of {MEMORY_MODES}")
+
+
 def keep_freed_memory() -> bool:
     """Make glibc keep every freed block in its heap, for the rest of the process; False if it can't.
 
     No allocation is served by mmap and the heap is never trimmed, so a freed tensor's pages, once
     faulted in, serve the next tensor untouched: the ``reused`` memory mode.
     """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    mallopt = _libc("mallopt")
+    if mallopt is None:
         return False
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
@@ -129,8 +134,7 @@ def alternate(
     ``fresh`` (free heap pages go back before each CPU call) or ``reused`` (they stay; see
     :func:`keep_freed_memory`, which the caller applies).
     """
-    if memory not in MEMORY_MODES:
-        raise ValueError(f"memory={memory!r} is not one of {MEMORY_MODES}")
+    check_memory_mode(memory)
     if repeats < 1:
         raise ValueError(f"repeats={repeats} must be >= 1")
     names = [c.name for c in candidates]

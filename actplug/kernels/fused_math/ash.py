@@ -22,16 +22,15 @@ def _sigmoid_for(x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def rows_stats(x2d: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row's mean and std as :func:`actplug.functional.ash_stats` gives them, from float64 sums.
+    """Each float32 (or half) row's mean and std as :func:`actplug.functional.ash_stats` gives them,
+    from float64 sums.
 
-    For float32 (and half) rows, the sums of x and x^2 in float64 take one cheap pass: Welford's
-    update, Inductor's fused var_mean, costs a multiply and a division-free update per element and
-    runs 40-70% longer on this CPU. Their difference, var = E[x^2] - mean^2, loses log10(mean^2 / var)
-    of float64's 16 digits, which leaves the variance exact to float32 unless |mean| > 1e4 std
-    (where float32 holds x itself to no better than 1e-3 std); and x^2 cannot overflow.
+    The sums of x and x^2 in float64 take one cheap pass: Welford's update, Inductor's fused
+    var_mean, costs a multiply and a division-free update per element and runs 40-70% longer on
+    this CPU. Their difference, var = E[x^2] - mean^2, loses log10(mean^2 / var) of float64's 16
+    digits, which leaves the variance exact to float32 unless |mean| > 1e4 std (where float32 holds
+    x itself to no better than 1e-3 std); and x^2 cannot overflow.
     """
-    if compute_dtype(x2d) == torch.float64:
-        return F.ash_stats(x2d, 1, eps)
     wide = x2d.to(torch.float64)
     n = x2d.shape[1]
     mean = wide.sum(1, keepdim=True) / n
@@ -41,10 +40,11 @@ def rows_stats(x2d: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tenso
 
 
 def rows_forward(x2d: torch.Tensor, z: torch.Tensor, alpha: torch.Tensor, eps: float):
-    """ASH of each row; returns y and the (samples, 1) mean and std."""
-    mean, std = rows_stats(x2d, eps)
+    """ASH of each row; returns y and the (samples, 1) mean and std. float64 keeps the plain math."""
     if compute_dtype(x2d) == torch.float64:
+        mean, std = F.ash_stats(x2d, 1, eps)
         return F.ash_apply(x2d, mean, std, z, alpha), mean, std
+    mean, std = rows_stats(x2d, eps)
     # 2 alpha (x - mean - z std) as one multiply-add per element: a2 x - a2 t
     a2 = 2.0 * alpha
     xc = x2d.to(torch.float32)
