@@ -265,9 +265,14 @@ def test_blocked_compiled_path_matches_reference_and_plain_math(name, compiled_c
     params = R.FUNCTIONAL_CASES[name][0]
     x = special_input((2 * kcompiled.BLOCK // 4,), F32).reshape(2, -1)
     w = torch.randn(x.shape, dtype=F64).to(F32)
-    blocked: list[int] = []
-    real = kcompiled._as_blocks
-    monkeypatch.setattr(kcompiled, "_as_blocks", lambda args: blocked.append(1) or real(args))
+    blocked: list[bool] = []
+    real = kcompiled._call_args
+
+    def spy(args, is_blocked):
+        blocked.append(is_blocked)
+        return real(args, is_blocked)
+
+    monkeypatch.setattr(kcompiled, "_call_args", spy)
 
     def run(fn):
         xi = x.clone().requires_grad_()
@@ -278,7 +283,7 @@ def test_blocked_compiled_path_matches_reference_and_plain_math(name, compiled_c
 
     with K.use(**PATHS["compiled"]):
         kernel = run(kfn(name))
-    assert compiled_calls and len(blocked) == 2, "forward and backward both ran blocked"
+    assert compiled_calls and blocked == [True, True], "forward and backward both ran blocked"
     check_against_reference_and_plain(
         name, x, w, "compiled", kernel, run(getattr(F, name)), params, R.TENSOR_PARAMS[name]
     )
@@ -742,19 +747,17 @@ def test_functorch_transforms_use_the_plain_math(name, compiled_calls):
 @pytest.fixture
 def fresh_compiled_state():
     """Empty compile caches of actplug.kernels.compiled for the test, the previous ones afterwards."""
-    saved = (dict(kcompiled._compiled), set(kcompiled._broken), set(kcompiled._seen), kcompiled._announced)
-    kcompiled._compiled.clear()
-    kcompiled._broken.clear()
-    kcompiled._seen.clear()
+    caches = (kcompiled._compiled, kcompiled._broken, kcompiled._seen, kcompiled._direct)
+    saved = [cache.copy() for cache in caches]
+    announced = kcompiled._announced
+    for cache in caches:
+        cache.clear()
     kcompiled._announced = False
     yield
-    kcompiled._compiled.clear()
-    kcompiled._broken.clear()
-    kcompiled._seen.clear()
-    kcompiled._compiled.update(saved[0])
-    kcompiled._broken.update(saved[1])
-    kcompiled._seen.update(saved[2])
-    kcompiled._announced = saved[3]
+    for cache, before in zip(caches, saved, strict=True):
+        cache.clear()
+        cache.update(before)
+    kcompiled._announced = announced
 
 
 @pytest.fixture

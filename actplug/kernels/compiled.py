@@ -6,6 +6,10 @@ per process with dynamic shapes (one kernel serves every size; a new dtype compi
 Inductor's on-disk cache makes later processes fast. The first compile takes a few seconds, so it
 is announced once on the ``actplug`` logger. Anything that fails to compile (no C++ compiler, say)
 is reported once and falls back to the plain math, which computes the same values.
+
+Once dynamo has compiled a graph, later calls that its guards would pass run the graph directly
+(:mod:`.direct_call`): a call through ``torch.compile`` costs more than a third of a millisecond
+between two passes over memory, more than the rest of the activation's overhead together.
 """
 
 from __future__ import annotations
@@ -19,9 +23,15 @@ from typing import Any
 
 import torch
 
+from . import direct_call
+
 logger = logging.getLogger("actplug")
 
 _compiled: dict[Callable[..., Any], Callable[..., Any]] = {}
+# Per signature, the compiled graphs that run() calls without dynamo (see direct_call), and while
+# dynamo runs, the call's arguments and the list its backend adds such graphs to.
+_direct: dict[tuple[Any, ...], list[direct_call.DirectCall]] = {}
+_capturing: tuple[list[Any], list[direct_call.DirectCall]] | None = None
 _broken: set[Callable[..., Any]] = set()
 _seen: set[tuple[Any, ...]] = set()
 _announced = False
@@ -66,8 +76,12 @@ def _blocked(args: tuple[Any, ...]) -> int | None:
     return n if n >= BLOCK and n % BLOCK == 0 else None
 
 
-def _as_blocks(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(a.view(-1, BLOCK) if isinstance(a, torch.Tensor) and a.ndim == 1 else a for a in args)
+def _call_args(args: tuple[Any, ...], blocked: bool) -> list[Any]:
+    """The arguments as the compiled function takes them: tensors detached, 1-D ones as BLOCK-wide rows."""
+    return [
+        (a.detach().view(-1, BLOCK) if blocked and a.ndim == 1 else a.detach()) if isinstance(a, torch.Tensor) else a
+        for a in args
+    ]
 
 
 def _mark_dynamic(args: tuple[Any, ...], blocked: bool) -> None:
@@ -99,43 +113,89 @@ def _inductor_options() -> dict[str, Any]:
     return {**_INDUCTOR_OPTIONS, **({f"cpp.{name}": value} if hasattr(config.cpp, name) else {})}
 
 
+def _inductor_backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable[..., Any]:
+    """torch.compile's Inductor backend, keeping what :mod:`.direct_call` needs to call the result
+    without dynamo (where the private entry point it needs is missing, plain Inductor)."""
+    try:
+        from torch._inductor.compile_fx import compile_fx
+    except ImportError:
+        return torch._inductor.compile(gm, example_inputs, options=_inductor_options())
+    compiled = compile_fx(gm, example_inputs, config_patches=_inductor_options())
+    if _capturing is not None:
+        found = direct_call.prepare(gm, example_inputs, compiled, _capturing[0])
+        if found is not None:
+            _capturing[1].append(found)
+    return compiled
+
+
 def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
     compiled = _compiled.get(fn)
     if compiled is None:
         # Static but for the sizes run() marks dynamic (see _mark_dynamic).
         compiled = _compiled[fn] = torch.compile(
-            fn, dynamic=False, fullgraph=True, options=_inductor_options(), **_COMPILE_OPTIONS
+            fn, backend=_inductor_backend, dynamic=False, fullgraph=True, **_COMPILE_OPTIONS
         )
     return compiled
 
 
+def _through_dynamo(signature: tuple[Any, ...], compiled: Callable[..., Any], call_args: list[Any]) -> Any:
+    """``compiled(*call_args)``; a graph dynamo compiles for it becomes a direct call for later ones."""
+    global _capturing
+    found: list[direct_call.DirectCall] = []
+    _capturing = (call_args, found)
+    try:
+        result = compiled(*call_args)
+    finally:
+        _capturing = None
+    for candidate in found:
+        if candidate.confirm(call_args, result):
+            _direct.setdefault(signature, []).append(candidate)
+    return result
+
+
+def _call(signature: tuple[Any, ...], compiled: Callable[..., Any], call_args: list[Any]) -> Any:
+    for candidate in _direct.get(signature, ()):
+        if candidate.accepts(call_args):
+            return candidate(call_args)
+    return _through_dynamo(signature, compiled, call_args)
+
+
 def run(fn: Callable[..., Any], *args: Any, plain: Callable[[], Any] | None = None) -> Any:
     """``fn(*args)`` through its Inductor-compiled twin; if compiling it failed, ``plain()`` (the
-    plain math computing the same result, where ``fn`` is a fused rewrite of it) or ``fn(*args)``."""
+    plain math computing the same result, where ``fn`` is a fused rewrite of it) or ``fn(*args)``.
+
+    This runs between two passes over memory that evict every cache, so it does as little as it can
+    on every call; what is needed only once per signature (marking sizes dynamic, the first-use
+    notice, timing the compile) happens on its first call.
+    """
     global _announced
+    if fn in _broken:
+        return plain() if plain is not None else fn(*args)
+    n = _blocked(args)
     # Detached, and run without autograd (below): the kernels get views of the caller's tensors
     # (x.view(-1), x2d, a parameter), and dynamo guards on a view's base (its shape and strides), on
     # requires_grad and on the grad mode, so that each new input shape, layout or call site (inside an
     # autograd Function or not) would compile anew; a detached alias is a plain tensor with no base.
-    args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
-    if fn in _broken:
-        return plain() if plain is not None else fn(*args)
-    n = _blocked(args)
-    compiled = _compile(fn)
+    call_args = _call_args(args, n is not None)
     signature = _signature(fn, args, n is not None)
     first = signature not in _seen
-    if first and not _announced:
-        _announced = True
-        logger.warning(
-            "actplug: compiling fused CPU kernels on first use (a few seconds per activation and dtype, "
-            "once per process; cached on disk). Set ACTPLUG_CPU_KERNELS=eager to skip this."
-        )
+    if first:
+        if not _announced:
+            _announced = True
+            logger.warning(
+                "actplug: compiling fused CPU kernels on first use (a few seconds per activation and dtype, "
+                "once per process; cached on disk). Set ACTPLUG_CPU_KERNELS=eager to skip this."
+            )
+        # Later calls of this signature hit the dynamic-size graph this call compiles.
+        _mark_dynamic(call_args, n is not None)
     started = time.perf_counter()
+    compiled = _compile(fn)
     try:
-        with torch.no_grad():
-            call_args = args if n is None else _as_blocks(args)
-            _mark_dynamic(call_args, n is not None)
-            result = compiled(*call_args) if n is None else _from_blocks(compiled(*call_args), n)
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                result = _call(signature, compiled, call_args)
+        else:  # inside an autograd Function's forward or backward
+            result = _call(signature, compiled, call_args)
     except Exception as exc:  # a compiler failure must not stop training: the plain math is exact
         _broken.add(fn)
         logger.warning(
@@ -148,4 +208,4 @@ def run(fn: Callable[..., Any], *args: Any, plain: Callable[[], Any] | None = No
     if first:
         _seen.add(signature)
         logger.info("actplug: compiled %s in %.1f s", fn.__name__, time.perf_counter() - started)
-    return result
+    return result if n is None else _from_blocks(result, n)

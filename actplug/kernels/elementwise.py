@@ -143,13 +143,24 @@ OPS = {
 }
 
 
+def _kernel_scalars(params: tuple[torch.Tensor, ...], dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """The one-element parameters as detached 0-d tensors of the compute dtype (no op where they are)."""
+    scalars = []
+    for p in params:
+        p = p.detach()
+        if p.ndim:
+            p = p.reshape(())
+        scalars.append(p if p.dtype == dtype else p.to(dtype))
+    return tuple(scalars)
+
+
 def _forward(
     op: ElementwiseOp, path: str, x: torch.Tensor, params: tuple[torch.Tensor, ...], consts: tuple
 ) -> torch.Tensor:
     if path == "eager":
         return op.forward(x, *params, *consts)
     flat, strides = layout.flatten(x)
-    scalars = tuple(p.detach().reshape(()).to(compute_dtype(x)) for p in params)
+    scalars = _kernel_scalars(params, compute_dtype(x))
     if path == "compiled":
         y = op.compiled_forward(flat, scalars, consts)
     else:
@@ -174,7 +185,7 @@ def _backward(
     else:
         flat, strides = layout.flatten(x)
         grad_flat = layout.flatten_like(grad, x.shape, strides)
-        scalars = tuple(p.detach().reshape(()).to(compute_dtype(x)) for p in params)
+        scalars = _kernel_scalars(params, compute_dtype(x))
         if path == "compiled":
             dx, *param_grads = op.compiled_backward(flat, grad_flat, scalars, consts, need_params)
         else:

@@ -73,7 +73,7 @@ class LPFLU(nn.Module):
 
     def sample_slope(self, device: torch.device) -> torch.Tensor:
         """Draw a ~ U(lower, upper) (one scalar) and fold it into ``running_slope``."""
-        slope = torch.rand((), device=device) * (self.upper - self.lower) + self.lower
+        slope = torch.empty((), device=device).uniform_(self.lower, self.upper)
         with torch.no_grad():
             self.running_slope.lerp_(slope.to(self.running_slope), self.momentum)
         return slope
