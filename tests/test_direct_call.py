@@ -155,3 +155,20 @@ def test_accepts_checks_every_recorded_bound():
         equal=(),
     )
     assert [entry.accepts([torch.ones(n, 4)]) for n in (2, 3, 10, 11)] == [False, True, True, False]
+
+
+def test_a_failing_direct_call_is_dropped_for_dynamo(no_direct_state, monkeypatch):
+    def pair(x):  # its own code object: dynamo compiles it here, and the backend sees that
+        return _pair(x)
+
+    x = torch.arange(12.0)
+    kcompiled.run(pair, x)
+    (entry,) = _entries(pair)
+
+    def broken(*args):
+        raise RuntimeError("simulated")
+
+    monkeypatch.setattr(entry, "compiled", broken)
+    a, _, b = kcompiled.run(pair, x)
+    assert torch.equal(a, x + 1) and torch.equal(b, x * 3)
+    assert not _entries(pair) and pair not in kcompiled._broken

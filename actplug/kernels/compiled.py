@@ -153,10 +153,18 @@ def _through_dynamo(signature: tuple[Any, ...], compiled: Callable[..., Any], ca
     return result
 
 
-def _call(signature: tuple[Any, ...], compiled: Callable[..., Any], call_args: list[Any]) -> Any:
+def _call(signature: tuple[Any, ...], compiled: Callable[..., Any], call_args: list[Any], blocked: bool) -> Any:
     for candidate in _direct.get(signature, ()):
         if candidate.accepts(call_args):
-            return candidate(call_args)
+            try:
+                return candidate(call_args)
+            except Exception as exc:  # never seen; dynamo's path stays correct, so fall back to it
+                _direct[signature].remove(candidate)
+                logger.debug("actplug: direct call of %s failed (%s); using dynamo", signature[0].__name__, exc)
+                break
+    # Through dynamo: every size dynamic, so that a graph it compiles now serves all later sizes
+    # (its automatic dynamic shapes would only free the sizes that changed since the last call).
+    _mark_dynamic(call_args, blocked)
     return _through_dynamo(signature, compiled, call_args)
 
 
@@ -165,8 +173,8 @@ def run(fn: Callable[..., Any], *args: Any, plain: Callable[[], Any] | None = No
     plain math computing the same result, where ``fn`` is a fused rewrite of it) or ``fn(*args)``.
 
     This runs between two passes over memory that evict every cache, so it does as little as it can
-    on every call; what is needed only once per signature (marking sizes dynamic, the first-use
-    notice, timing the compile) happens on its first call.
+    on every call: a graph dynamo compiled is called directly where its guards allow (see
+    :mod:`.direct_call`), and the first-use notice and the compile timing happen once per signature.
     """
     global _announced
     if fn in _broken:
@@ -179,23 +187,20 @@ def run(fn: Callable[..., Any], *args: Any, plain: Callable[[], Any] | None = No
     call_args = _call_args(args, n is not None)
     signature = _signature(fn, args, n is not None)
     first = signature not in _seen
-    if first:
-        if not _announced:
-            _announced = True
-            logger.warning(
-                "actplug: compiling fused CPU kernels on first use (a few seconds per activation and dtype, "
-                "once per process; cached on disk). Set ACTPLUG_CPU_KERNELS=eager to skip this."
-            )
-        # Later calls of this signature hit the dynamic-size graph this call compiles.
-        _mark_dynamic(call_args, n is not None)
+    if first and not _announced:
+        _announced = True
+        logger.warning(
+            "actplug: compiling fused CPU kernels on first use (a few seconds per activation and dtype, "
+            "once per process; cached on disk). Set ACTPLUG_CPU_KERNELS=eager to skip this."
+        )
     started = time.perf_counter()
     compiled = _compile(fn)
     try:
         if torch.is_grad_enabled():
             with torch.no_grad():
-                result = _call(signature, compiled, call_args)
+                result = _call(signature, compiled, call_args, n is not None)
         else:  # inside an autograd Function's forward or backward
-            result = _call(signature, compiled, call_args)
+            result = _call(signature, compiled, call_args, n is not None)
     except Exception as exc:  # a compiler failure must not stop training: the plain math is exact
         _broken.add(fn)
         logger.warning(
