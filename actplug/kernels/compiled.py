@@ -131,7 +131,7 @@ def _inductor_backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Ca
 def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
     compiled = _compiled.get(fn)
     if compiled is None:
-        # Static but for the sizes run() marks dynamic (see _mark_dynamic).
+        # Static but for the sizes _call() marks dynamic (see _mark_dynamic).
         compiled = _compiled[fn] = torch.compile(
             fn, backend=_inductor_backend, dynamic=False, fullgraph=True, **_COMPILE_OPTIONS
         )
@@ -168,6 +168,13 @@ def _call(signature: tuple[Any, ...], compiled: Callable[..., Any], call_args: l
     return _through_dynamo(signature, compiled, call_args)
 
 
+def _uncompiled(fn: Callable[..., Any], args: tuple[Any, ...], plain: Callable[[], Any] | None) -> Any:
+    """The fallback of a kernel that did not compile: ``plain()``, or ``fn`` on detached arguments."""
+    if plain is not None:
+        return plain()
+    return fn(*(a.detach() if isinstance(a, torch.Tensor) else a for a in args))
+
+
 def run(fn: Callable[..., Any], *args: Any, plain: Callable[[], Any] | None = None) -> Any:
     """``fn(*args)`` through its Inductor-compiled twin; if compiling it failed, ``plain()`` (the
     plain math computing the same result, where ``fn`` is a fused rewrite of it) or ``fn(*args)``.
@@ -178,7 +185,7 @@ def run(fn: Callable[..., Any], *args: Any, plain: Callable[[], Any] | None = No
     """
     global _announced
     if fn in _broken:
-        return plain() if plain is not None else fn(*args)
+        return _uncompiled(fn, args, plain)
     n = _blocked(args)
     # Detached, and run without autograd (below): the kernels get views of the caller's tensors
     # (x.view(-1), x2d, a parameter), and dynamo guards on a view's base (its shape and strides), on
@@ -209,7 +216,7 @@ def run(fn: Callable[..., Any], *args: Any, plain: Callable[[], Any] | None = No
             type(exc).__name__,
             str(exc).splitlines()[0] if str(exc) else "",
         )
-        return plain() if plain is not None else fn(*args)
+        return _uncompiled(fn, args, plain)
     if first:
         _seen.add(signature)
         logger.info("actplug: compiled %s in %.1f s", fn.__name__, time.perf_counter() - started)

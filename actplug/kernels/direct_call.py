@@ -6,11 +6,11 @@ cache cold, that costs about 0.3 ms per call on this CPU: 4-5% of an activation'
 backward, and twice what ``torch.compile`` of the naive formula pays (one call per forward, none
 of dynamo's in its backward).
 
-So when dynamo compiles one of our kernels, the backend (:func:`actplug.kernels.compiled`) keeps
+So when dynamo compiles one of our kernels, the backend (:mod:`actplug.kernels.compiled`) keeps
 the compiled graph and :func:`prepare` works out, from the graph's own placeholders and the shape
 environment, how to call it directly: which argument feeds each tensor input, which tensor
-dimension each symbolic size is read from, and what dynamo's guards demand of them (dtype, device,
-contiguity, the static sizes, the lower bound of each symbolic size, equal sizes). A
+dimension each symbolic size is read from, and what dynamo's guards demand of them (type, dtype,
+device, contiguity, the static sizes, the bounds of each symbolic size, equal sizes, autocast). A
 :class:`DirectCall` then checks exactly that on every call (:meth:`DirectCall.accepts`) and
 otherwise leaves the call to dynamo. Anything :func:`prepare` does not recognise (a guard of
 another form, a size that is an expression, an input that is not a tensor or a size) gives no
@@ -77,9 +77,12 @@ class DirectCall:
                 return False
         return all(args[a].shape[d] == args[b].shape[e] for (a, d), (b, e) in self.equal)
 
+    def _run(self, args: Sequence[Any]) -> list[torch.Tensor]:
+        """The graph's outputs for ``args``: each input an argument, or a size read from one."""
+        return self.compiled(*(args[i] if isinstance(i, int) else args[i[0]].shape[i[1]] for i in self.inputs))
+
     def __call__(self, args: Sequence[Any]) -> Any:
-        flat = [args[i] if isinstance(i, int) else args[i[0]].shape[i[1]] for i in self.inputs]
-        outputs = self.compiled(*flat)
+        outputs = self._run(args)
         if self.spec.is_leaf():  # one tensor, the common case
             return outputs[0]
         found = iter(outputs)
@@ -93,20 +96,12 @@ class DirectCall:
             return False
         self.spec = spec
         self.constants = tuple(_TENSOR if isinstance(leaf, torch.Tensor) else leaf for leaf in leaves)
-        flat = [args[i] if isinstance(i, int) else args[i[0]].shape[i[1]] for i in self.inputs]
-        outputs = list(self.compiled(*flat))
+        outputs = list(self._run(args))
         tensors = [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
-        if len(outputs) != len(tensors):
+        try:
+            torch.testing.assert_close(outputs, tensors, rtol=0, atol=0, equal_nan=True, check_stride=True)
+        except (AssertionError, TypeError, ValueError):
             return False
-        for got, want in zip(outputs, tensors, strict=True):
-            if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dtype != want.dtype:
-                return False
-            if got.stride() != want.stride() or not torch.equal(got.isnan(), want.isnan()):
-                return False
-            if not torch.equal(got.nan_to_num(0.0, 0.0, 0.0), want.nan_to_num(0.0, 0.0, 0.0)):
-                return False
-            if not torch.equal(got.isinf() & (got > 0), want.isinf() & (want > 0)):
-                return False
         return True
 
 
@@ -158,9 +153,8 @@ def _prepare(gm, example_inputs, compiled, args) -> DirectCall | None:
         value = node.meta.get("example_value")
         if isinstance(example, torch.Tensor) and isinstance(value, torch.Tensor):
             arg = _argument_of(example, args)
-            if arg is None or type(args[arg]) is not torch.Tensor or not example.is_contiguous():
-                return None
-            if example.requires_grad:
+            plain_tensor = arg is not None and type(args[arg]) is torch.Tensor
+            if not plain_tensor or not example.is_contiguous() or example.requires_grad:
                 return None
             sizes: list[int | None] = []
             for dim, size in enumerate(value.shape):

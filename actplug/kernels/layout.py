@@ -46,11 +46,11 @@ def flatten(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
 
 def flatten_like(t: torch.Tensor, shape: torch.Size, strides: tuple[int, ...]) -> torch.Tensor:
     """``t`` (e.g. an incoming gradient) as the flat run of memory that ``flatten`` gave for its input."""
-    if t.shape == shape and t.stride() == strides:  # the common case, checked first (strides are dense)
-        return t.as_strided((t.numel(),), (1,), t.storage_offset())
-    same_strides = all(s == 1 or a == b for s, a, b in zip(shape, t.stride(), strides, strict=True))
-    if t.shape == shape and same_strides and is_dense(shape, strides):
-        return t.as_strided((t.numel(),), (1,), t.storage_offset())
+    if t.shape == shape:
+        own = t.stride()
+        same = own == strides or all(s == 1 or a == b for s, a, b in zip(shape, own, strides, strict=True))
+        if same and (own == strides or is_dense(shape, strides)):  # equal strides are dense already
+            return t.as_strided((t.numel(),), (1,), t.storage_offset())
     arranged = torch.empty_strided(shape, strides, dtype=t.dtype, device=t.device)
     arranged.copy_(t)
     return arranged.as_strided((t.numel(),), (1,), 0)
