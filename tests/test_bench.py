@@ -48,6 +48,7 @@ def test_bench_writes_table_json_and_png(capsys, tmp_path):
     config = result["config"]
     assert config["shape"] == [2, 4, 8, 8]
     assert (config["dtype"], config["device"], config["repeats"], config["compile"]) == ("float32", "cpu", 2, False)
+    assert config["calls_per_sample"] == 1
     assert config["memory"] == "fresh"
     assert "fresh pages per call" in out
     assert list(result["activations"]) == ["smu", "pflu", "ash"]
@@ -222,6 +223,22 @@ def test_alternate_rotates_warms_up_and_resets():
     assert timings.median_ms("a") >= 0
     with pytest.raises(ValueError, match="repeats"):
         timing.alternate(candidates, torch.device("cpu"), repeats=0)
+
+
+def test_a_sample_of_several_calls_resets_and_releases_before_each_and_averages(monkeypatch):
+    events = []
+    clock = iter(range(0, 100, 1))
+    monkeypatch.setattr(timing, "release_free_memory", lambda: events.append("release"))
+    # perf_counter is read twice per call; each call then takes one tick, i.e. 1 s
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: float(next(clock)))
+    candidate = timing.Candidate("a", lambda: events.append("a"), lambda: events.append("reset"))
+    assert timing.time_call(candidate, torch.device("cpu"), "fresh", calls=3) == 1.0
+    assert events == ["reset", "release", "a"] * 3
+    timings = timing.alternate([candidate], torch.device("cpu"), repeats=2, warmup=1, memory="reused", calls=4)
+    assert timings.samples["a"] == [1.0, 1.0]
+    assert events[9:] == ["reset", "a"] * 12
+    with pytest.raises(ValueError, match="calls=0 must be >= 1"):
+        timing.time_call(candidate, torch.device("cpu"), calls=0)
 
 
 def test_every_timed_cpu_call_starts_from_released_heap_memory(monkeypatch):

@@ -89,6 +89,7 @@ def run_benchmark(
             "dtype": str(dtype).removeprefix("torch."),
             "device": device.type,
             "repeats": repeats,
+            "calls_per_sample": activations.calls_per_sample(device),
             "warmup": warmup,
             "compile": compile_naive,
             "memory": memory,

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from . import memory, naive, timing
 
 CANDIDATES = ("relu", "naive", "compiled", "ours")
+# On CUDA a sample is the mean of this many back-to-back calls (see timing.time_call); on CPU, of one.
+CUDA_CALLS = 20
 MODES = ("forward", "forward_backward")
 
 Log = Callable[[str], None]
@@ -44,6 +46,11 @@ def kernel_path(x: torch.Tensor) -> str:
     from ..kernels import dispatch
 
     return dispatch.fast_path(x, ())
+
+
+def calls_per_sample(device: torch.device) -> int:
+    """Calls averaged into one timed sample on ``device``: :data:`CUDA_CALLS` on CUDA, 1 elsewhere."""
+    return CUDA_CALLS if device.type == "cuda" else 1
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -90,7 +97,7 @@ def bench_activation(
     candidates = [_forward_candidate(n, contestants[n], x) for n in CANDIDATES if n in contestants]
     candidates += [_backward_candidate(n, backward_fns[n], x_grad, grad, reset) for n in CANDIDATES if n in contestants]
     log(f"timing {pair.name}: {len(candidates)} candidates x {repeats} alternating repetitions")
-    timings = timing.alternate(candidates, device, repeats, warmup, memory)
+    timings = timing.alternate(candidates, device, repeats, warmup, memory, calls_per_sample(device))
 
     record: dict[str, Any] = {"name": pair.name, "path": kernel_path(x)}
     for mode in MODES:

@@ -27,6 +27,11 @@ def _mb(n: int | None) -> str:
     return "-" if n is None else f"{n / 2**20:.1f}"
 
 
+def _calls_note(config: dict[str, Any]) -> str:
+    calls = config.get("calls_per_sample", 1)
+    return f" samples of {calls} back-to-back calls" if calls > 1 else ""
+
+
 def _console() -> Console:
     console = Console()
     # Piped output (files, CI logs) gets a width that fits the table instead of rich's default 80.
@@ -38,7 +43,8 @@ def activation_table(result: dict[str, Any]) -> Table:
     config = result["config"]
     title = (
         f"actplug bench: {'x'.join(map(str, config['shape']))} {config['dtype']} on {result['machine']['device_name']}"
-        f", median of {config['repeats']}{_memory_note(config)}; ratios are ours / other (lower is better)"
+        f", median of {config['repeats']}{_calls_note(config)}{_memory_note(config)}; ratios are ours / other"
+        " (lower is better)"
     )
     table = Table(title=title, title_justify="left")
     table.add_column("activation")

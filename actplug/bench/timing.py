@@ -104,21 +104,42 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
-def time_call(candidate: Candidate, device: torch.device, memory: str = "fresh") -> float:
-    """Seconds one ``candidate.call()`` takes, the device synchronised on both sides.
+def time_call(candidate: Candidate, device: torch.device, memory: str = "fresh", calls: int = 1) -> float:
+    """Seconds one ``candidate.call()`` takes: the mean of ``calls`` calls, each after its ``reset()``.
 
-    Before it (untimed): ``candidate.reset()`` and, on CPU in the ``fresh`` memory mode,
-    :func:`release_free_memory`.
+    On CPU every call is timed on its own, the clock read with nothing queued, and before each
+    (untimed) come ``candidate.reset()`` and, in the ``fresh`` memory mode, :func:`release_free_memory`.
+    On CUDA the calls run back to back between two CUDA events, as they do in a training step: the
+    host queues the next kernel while the GPU runs the last, so what is timed is the GPU's work plus
+    whatever host overhead the queue does not hide (one call alone would also time the launch
+    latency, tens of microseconds against a 0.2 ms kernel). ``reset()`` then runs inside the timed
+    region; the benchmark's resets only set ``.grad`` to None.
     """
-    if candidate.reset is not None:
-        candidate.reset()
-    if device.type == "cpu" and memory == "fresh":
-        release_free_memory()
-    synchronize(device)
-    start = time.perf_counter()
-    candidate.call()
-    synchronize(device)
-    return time.perf_counter() - start
+    if calls < 1:
+        raise ValueError(f"calls={calls} must be >= 1")
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        synchronize(device)
+        start.record()
+        for _ in range(calls):
+            if candidate.reset is not None:
+                candidate.reset()
+            candidate.call()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3 / calls
+    total = 0.0
+    for _ in range(calls):
+        if candidate.reset is not None:
+            candidate.reset()
+        if memory == "fresh":
+            release_free_memory()
+        synchronize(device)
+        begin = time.perf_counter()
+        candidate.call()
+        synchronize(device)
+        total += time.perf_counter() - begin
+    return total / calls
 
 
 def alternate(
@@ -127,12 +148,14 @@ def alternate(
     repeats: int,
     warmup: int = 2,
     memory: str = "fresh",
+    calls: int = 1,
 ) -> Timings:
-    """Run each candidate ``warmup`` times untimed, then ``repeats`` rounds of one timed call each.
+    """Run each candidate ``warmup`` times untimed, then ``repeats`` rounds of one timed sample each.
 
     Round r starts at candidate r (mod the count), so no candidate always runs first. ``memory``:
     ``fresh`` (free heap pages go back before each CPU call) or ``reused`` (they stay; see
-    :func:`keep_freed_memory`, which the caller applies).
+    :func:`keep_freed_memory`, which the caller applies). Each sample is the mean of ``calls`` calls
+    (:func:`time_call`).
     """
     check_memory_mode(memory)
     if repeats < 1:
@@ -142,13 +165,13 @@ def alternate(
         raise ValueError(f"candidate names must be unique, got {names}")
     for candidate in candidates:
         for _ in range(warmup):
-            time_call(candidate, device, memory)
+            time_call(candidate, device, memory, calls)
     timings = Timings({c.name: [] for c in candidates})
     count = len(candidates)
     for r in range(repeats):
         for i in range(count):
             candidate = candidates[(r + i) % count]
-            timings.samples[candidate.name].append(time_call(candidate, device, memory))
+            timings.samples[candidate.name].append(time_call(candidate, device, memory, calls))
     return timings
 
 
