@@ -413,6 +413,13 @@ def test_ash_matches_float64_math(rows, cols, eps, block, dtype):
     _close(y_default, ry, rtol, atol, f"ash y default block {rows}x{cols}")
 
 
+def test_ash_row_kernels_take_the_chunks_a_tile_at_a_time(monkeypatch):
+    """A row of more chunks than its combining kernel loads at once (1024) loops over tiles: 25 chunks, 4 a
+    time, the last tile partial."""
+    monkeypatch.setattr(_ash, "_MAX_TILE", 4)
+    test_ash_matches_float64_math(2, 777, 1e-3, 32, torch.float32)
+
+
 def test_ash_constant_rows_and_special_values():
     x = torch.tensor([[0.1] * 70, [3.0] * 35 + [-3.0] * 35, [1.0] * 69 + [INF], [2.0] * 69 + [NAN]], device=DEVICE)
     z, alpha = _params((0.5, 1.5))

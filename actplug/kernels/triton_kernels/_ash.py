@@ -1,8 +1,10 @@
 """ASH on a (samples, elements) matrix: two passes forward, two passes backward.
 
-Each program handles one chunk (one block) of one row, the programs of a row lying next to each
-other on a flat grid of rows x chunks (a flat grid has no 65535 limit on either count). The
-per-row combinations between the passes are a few small, vectorised torch operations.
+Each program of a pass handles one chunk (one block) of one row, the programs of a row lying next to
+each other on a flat grid of rows x chunks (a flat grid has no 65535 limit on either count). Between
+the passes one small kernel per row combines the row's chunks (its statistics forward, its gradient
+coefficients backward): one launch where torch would take some twenty small operations, whose host
+time (not their GPU time) is what bounds ASH at the sizes of a network.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from ._common import (
 
 _TINY = torch.finfo(torch.float32).tiny
 _STD_FLOOR = _TINY**0.5  # 2**-63: where the variance sits on its floor, std's gradient is 0
+TINY = tl.constexpr(_TINY)
+STD_FLOOR = tl.constexpr(_STD_FLOOR)
 _MIN_BLOCK = 128
+_MAX_TILE = 1024  # chunks a row kernel loads at a time
 
 
 @triton.jit
@@ -39,6 +44,86 @@ def _chunk(K, C, BLOCK: tl.constexpr, INT64: tl.constexpr):
     cols = chunk * BLOCK + tl.arange(0, BLOCK)
     mask = cols < K
     return pid, row, chunk, row * K + cols, mask
+
+
+@triton.jit
+def _chunk_counts(idx, K, C, BLOCK: tl.constexpr):
+    """Elements in chunks ``idx`` of a row of K: BLOCK each, the last one the rest."""
+    return tl.where(idx == C - 1, (K - (C - 1) * BLOCK) * 1.0, BLOCK * 1.0)
+
+
+@triton.jit
+def _row_stats_kernel(
+    chunk_mean_ptr, chunk_m2_ptr, mean_ptr, std_ptr, K, C, eps, BLOCK: tl.constexpr, TILE: tl.constexpr
+):
+    """One row's mean and std from its chunks' by Chan et al.'s parallel combination, shifted by the row's
+    first chunk mean (so that a constant row's mean is exact and its variance 0): mean = ref + sum n_i
+    (m_i - ref) / K, M2 = sum (M2_i + n_i (m_i - mean)^2), std = sqrt(max(M2 / K + eps, tiny))."""
+    row = tl.program_id(0).to(tl.int64)
+    base = row * C
+    ref = tl.load(chunk_mean_ptr + base)
+    ref = tl.where(tl.abs(ref) <= M.FLT_MAX, ref, 0.0)
+    acc = tl.zeros([TILE], dtype=tl.float32)
+    for start in range(0, C, TILE):
+        idx = start + tl.arange(0, TILE)
+        mask = idx < C
+        m = tl.load(chunk_mean_ptr + base + idx, mask=mask, other=0.0)
+        acc += tl.where(mask, (m - ref) * _chunk_counts(idx, K, C, BLOCK), 0.0)
+    mean = ref + tl.math.div_rn(tl.sum(acc, axis=0), K * 1.0)
+    acc = tl.zeros([TILE], dtype=tl.float32)
+    for start in range(0, C, TILE):
+        idx = start + tl.arange(0, TILE)
+        mask = idx < C
+        m = tl.load(chunk_mean_ptr + base + idx, mask=mask, other=0.0)
+        m2 = tl.load(chunk_m2_ptr + base + idx, mask=mask, other=0.0)
+        d = m - mean
+        acc += tl.where(mask, m2 + _chunk_counts(idx, K, C, BLOCK) * (d * d), 0.0)
+    var = tl.math.div_rn(tl.sum(acc, axis=0), K * 1.0) + eps
+    tl.store(mean_ptr + row, mean)
+    tl.store(std_ptr + row, tl.sqrt_rn(tl.where(var < TINY, TINY, var)))  # NaN stays NaN
+
+
+@triton.jit
+def _row_grads_kernel(
+    sq_ptr,
+    sqd_ptr,
+    std_ptr,
+    z_ptr,
+    alpha_ptr,
+    cm_ptr,
+    cs_ptr,
+    dz_ptr,
+    da_ptr,
+    K,
+    C,
+    NEED_Z: tl.constexpr,
+    NEED_ALPHA: tl.constexpr,
+    TILE: tl.constexpr,
+):
+    """One row's backward coefficients from its chunks' sums: w = 2 alpha sum q, dL/dmean = -w, dL/dstd =
+    -z w (0 where std sits on its floor), cm = dL/dmean / K, cs = dL/dstd / (K std); and the row's terms
+    of dz (w std, negated in the sum) and dalpha (sum q (x - t), doubled in the sum)."""
+    row = tl.program_id(0).to(tl.int64)
+    base = row * C
+    acc = tl.zeros([TILE], dtype=tl.float32)
+    for start in range(0, C, TILE):
+        idx = start + tl.arange(0, TILE)
+        acc += tl.load(sq_ptr + base + idx, mask=idx < C, other=0.0)
+    z = tl.load(z_ptr)
+    w = (2.0 * tl.load(alpha_ptr)) * tl.sum(acc, axis=0)
+    std = tl.load(std_ptr + row)
+    k = K * 1.0
+    d_std = tl.where(std > STD_FLOOR, -(z * w), 0.0)
+    tl.store(cm_ptr + row, tl.math.div_rn(-w, k))
+    tl.store(cs_ptr + row, tl.math.div_rn(d_std, k * std))
+    if NEED_Z:
+        tl.store(dz_ptr + row, w * std)
+    if NEED_ALPHA:
+        acc = tl.zeros([TILE], dtype=tl.float32)
+        for start in range(0, C, TILE):
+            idx = start + tl.arange(0, TILE)
+            acc += tl.load(sqd_ptr + base + idx, mask=idx < C, other=0.0)
+        tl.store(da_ptr + row, tl.sum(acc, axis=0))
 
 
 @triton.jit
@@ -176,6 +261,11 @@ def _layout(rows: int, cols: int, block_size: int | None) -> tuple[int, int, dic
     )
 
 
+def _tile(chunks: int) -> int:
+    """Chunks a row kernel loads at a time: the count rounded up to a power of two, at most 1024."""
+    return min(_MAX_TILE, triton.next_power_of_2(chunks))
+
+
 def _row_vector(t: torch.Tensor, rows: int, device: torch.device) -> torch.Tensor:
     return t.reshape(rows).to(device=device, dtype=torch.float32).contiguous()
 
@@ -215,15 +305,11 @@ def ash_forward(
     chunk_m2 = torch.empty_like(chunk_mean)
     with device_context(x2d):
         _stats_kernel[grid](x2d, chunk_mean, chunk_m2, cols, chunks, **options)
-        # Chan et al.'s parallel combination of the chunks, shifted by each row's first chunk mean (so
-        # that a constant row's mean is exact and its variance 0).
-        counts = torch.full((chunks,), float(block), dtype=torch.float32, device=device)
-        counts[-1] = float(cols - (chunks - 1) * block)
-        ref = chunk_mean[:, :1]
-        ref = torch.where(torch.isfinite(ref), ref, 0.0)
-        mean = ref + ((chunk_mean - ref) * counts).sum(1, keepdim=True) / cols
-        m2 = chunk_m2.sum(1, keepdim=True) + (counts * (chunk_mean - mean).square()).sum(1, keepdim=True)
-        std = torch.sqrt((m2 / cols + eps).clamp_min(_TINY))
+        mean = torch.empty((rows, 1), dtype=torch.float32, device=device)
+        std = torch.empty_like(mean)
+        _row_stats_kernel[(rows,)](
+            chunk_mean, chunk_m2, mean, std, cols, chunks, float(eps), BLOCK=block, TILE=_tile(chunks), num_warps=4
+        )
         _apply_kernel[grid](x2d, y, mean, std, z, alpha, cols, chunks, **options)
     return y, mean, std
 
@@ -273,12 +359,15 @@ def ash_backward(
     sqd = torch.empty_like(sq) if need_alpha else sq
     with device_context(x2d):
         _grad_sums_kernel[grid](x2d, g2d, mean, std, z, alpha, sq, sqd, cols, chunks, NEED_ALPHA=need_alpha, **options)
-        w_sum = (2.0 * alpha) * sq.sum(1)  # per row: sum w, w = 2 alpha q
-        d_mean = -w_sum
-        d_std = torch.where(std > _STD_FLOOR, -(z * w_sum), 0.0)
-        cm = d_mean / cols
-        cs = d_std / (cols * std)
+        cm = torch.empty(rows, dtype=torch.float32, device=device)
+        cs = torch.empty_like(cm)
+        dz_rows = torch.empty_like(cm) if need_z else cm
+        da_rows = torch.empty_like(cm) if need_alpha else cm
+        _row_grads_kernel[(rows,)](
+            sq, sqd, std, z, alpha, cm, cs, dz_rows, da_rows, cols, chunks,
+            NEED_Z=need_z, NEED_ALPHA=need_alpha, TILE=_tile(chunks), num_warps=4,
+        )  # fmt: skip
         _dx_kernel[grid](x2d, g2d, dx, mean, std, cm, cs, z, alpha, cols, chunks, **options)
-    dz = -(w_sum * std).sum() if need_z else None
-    d_alpha = 2.0 * sqd.sum() if need_alpha else None
+    dz = -dz_rows.sum() if need_z else None
+    d_alpha = 2.0 * da_rows.sum() if need_alpha else None
     return dx, dz, d_alpha
