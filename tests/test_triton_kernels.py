@@ -207,6 +207,23 @@ def test_helpers_are_accurate_to_a_few_ulps(fn, reference, x):
     assert _ulps(_run(fn, x), reference(x.double())).max() <= HELPER_ULPS
 
 
+@triton.jit
+def _fast_exp(x):
+    return tl.exp(x)
+
+
+def test_fast_exp_stays_within_its_documented_bound():
+    """tl.exp is used where M.fast_exp_error's bound suffices (SReLU, Gish): on a GPU this checks the bound
+    against the hardware's ex2.approx (a result below float32's smallest normal may flush to 0)."""
+    x = torch.cat([torch.linspace(-87, 88.7, 20001), _sweep(-30, 1.9)])
+    expected = torch.exp(x.double())
+    actual = _run(_fast_exp, x).double()
+    error = ((actual - expected) / expected).abs()
+    error = torch.where((expected < torch.finfo(torch.float32).tiny) & (actual == 0), 0.0, error)
+    bound = torch.tensor([M.fast_exp_error(v) for v in x.tolist()], dtype=torch.float64)
+    assert bool((error <= bound).all()), f"worst at x = {x[int((error - bound).argmax())].item()}"
+
+
 def test_helpers_keep_special_values():
     x = torch.tensor([-INF, INF, NAN, 0.0, -0.0, -1.0])
     ex = _run(M.exp, torch.tensor([-INF, INF, NAN, -104.0, 89.0, -1e30, 1e30]))
