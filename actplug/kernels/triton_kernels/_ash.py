@@ -25,10 +25,8 @@ from ._common import (
     scalar_param,
 )
 
-_TINY = torch.finfo(torch.float32).tiny
-_STD_FLOOR = _TINY**0.5  # 2**-63: where the variance sits on its floor, std's gradient is 0
-TINY = tl.constexpr(_TINY)
-STD_FLOOR = tl.constexpr(_STD_FLOOR)
+TINY = tl.constexpr(torch.finfo(torch.float32).tiny)
+STD_FLOOR = tl.constexpr(2.0**-63)  # sqrt(TINY): where the variance sits on its floor, std's gradient is 0
 _MIN_BLOCK = 128
 _MAX_TILE = 1024  # chunks a row kernel loads at a time
 
