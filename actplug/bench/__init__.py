@@ -93,7 +93,12 @@ def run_benchmark(
             "warmup": warmup,
             "compile": compile_naive,
             "memory": memory,
-            "kernels": {"cpu": settings.cpu, "cuda": settings.cuda, "cpu_min_numel": settings.cpu_min_numel},
+            "kernels": {
+                "cpu": settings.cpu,
+                "cuda": settings.cuda,
+                "cpu_min_numel": settings.cpu_min_numel,
+                "cpu_hugepages": settings.cpu_hugepages,
+            },
         },
         "activations": {},
         "model": None,
