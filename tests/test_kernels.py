@@ -919,12 +919,7 @@ def test_bad_settings_raise_with_a_clear_message(monkeypatch):
         ({"cpu_min_numel": -1}, ValueError, r"cpu_min_numel=-1 must be an int >= 0"),
         ({"cpu_min_numel": 1.5}, ValueError, r"cpu_min_numel=1.5 must be an int"),
         ({"cpu_min_numel": True}, ValueError, r"cpu_min_numel=True must be an int"),
-        ({"cpu_hugepages": 1}, ValueError, r"cpu_hugepages=1 must be True or False"),
-        (
-            {"gpu": "eager"},
-            TypeError,
-            r"unknown setting\(s\) \['gpu'\]; the settings are \['cpu', 'cpu_hugepages', 'cpu_min_numel'",
-        ),
+        ({"gpu": "eager"}, TypeError, r"unknown setting\(s\) \['gpu'\]; the settings are \['cpu', 'cpu_min_numel'"),
         ({"cpu": "triton"}, ValueError, r"TRITON_INTERPRET=1"),
     ]
     for changes, error, match in cases:
@@ -965,7 +960,7 @@ def test_configure_changes_the_settings_for_good():
 
 
 def test_settings_from_the_environment(monkeypatch):
-    for var in ("ACTPLUG_CPU_KERNELS", "ACTPLUG_CUDA_KERNELS", "ACTPLUG_CPU_MIN_NUMEL", "ACTPLUG_CPU_HUGEPAGES"):
+    for var in ("ACTPLUG_CPU_KERNELS", "ACTPLUG_CUDA_KERNELS", "ACTPLUG_CPU_MIN_NUMEL"):
         monkeypatch.delenv(var, raising=False)
     assert settings._from_environment() == settings.KernelSettings()
     assert settings.KernelSettings() == settings.KernelSettings("compiled", "triton", settings.DEFAULT_CPU_MIN_NUMEL)
@@ -973,12 +968,6 @@ def test_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("ACTPLUG_CUDA_KERNELS", "eager")
     monkeypatch.setenv("ACTPLUG_CPU_MIN_NUMEL", "5")
     assert settings._from_environment() == settings.KernelSettings("eager", "eager", 5)
-    monkeypatch.setenv("ACTPLUG_CPU_HUGEPAGES", "0")
-    assert settings._from_environment() == settings.KernelSettings("eager", "eager", 5, cpu_hugepages=False)
-    monkeypatch.setenv("ACTPLUG_CPU_HUGEPAGES", "yes")
-    with pytest.raises(ValueError, match=r"ACTPLUG_CPU_HUGEPAGES='yes' must be 1 \(ask for huge pages\) or 0"):
-        settings._from_environment()
-    monkeypatch.setenv("ACTPLUG_CPU_HUGEPAGES", "1")
     monkeypatch.setenv("ACTPLUG_CPU_MIN_NUMEL", "lots")
     with pytest.raises(ValueError, match="ACTPLUG_CPU_MIN_NUMEL='lots' must be an integer"):
         settings._from_environment()

@@ -93,12 +93,7 @@ def run_benchmark(
             "warmup": warmup,
             "compile": compile_naive,
             "memory": memory,
-            "kernels": {
-                "cpu": settings.cpu,
-                "cuda": settings.cuda,
-                "cpu_min_numel": settings.cpu_min_numel,
-                "cpu_hugepages": settings.cpu_hugepages,
-            },
+            "kernels": {"cpu": settings.cpu, "cuda": settings.cuda, "cpu_min_numel": settings.cpu_min_numel},
         },
         "activations": {},
         "model": None,

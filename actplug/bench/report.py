@@ -177,8 +177,4 @@ def _memory_note(config: dict[str, Any]) -> str:
     """How the CPU timings treated memory (older JSON has no ``memory``: fresh pages then too)."""
     if config.get("device") != "cpu":
         return ""
-    if config.get("memory") == "reused":
-        return ", freed memory reused"
-    if config.get("kernels", {}).get("cpu_hugepages"):
-        return ", fresh pages per call (ours: huge pages from 32 MiB)"
-    return ", fresh pages per call"
+    return ", freed memory reused" if config.get("memory") == "reused" else ", fresh pages per call"

@@ -3,8 +3,6 @@
 ``ACTPLUG_CPU_KERNELS``: ``compiled`` (default: Inductor-fused C++ kernels for tensors of at least
 ``ACTPLUG_CPU_MIN_NUMEL`` elements, default 262144), ``eager`` (the plain math, analytic backward),
 or ``triton`` (the Triton kernels on CPU tensors, only under ``TRITON_INTERPRET=1``: for tests).
-``ACTPLUG_CPU_HUGEPAGES``: ``1`` (default) or ``0``: whether the compiled CPU path asks for
-transparent huge pages under its large outputs (:mod:`actplug.kernels.hugepages`).
 ``ACTPLUG_CUDA_KERNELS``: ``triton`` (default) or ``eager``.
 """
 
@@ -27,7 +25,6 @@ class KernelSettings:
     cpu: str = "compiled"
     cuda: str = "triton"
     cpu_min_numel: int = DEFAULT_CPU_MIN_NUMEL
-    cpu_hugepages: bool = True
 
     def __post_init__(self) -> None:
         if self.cpu not in CPU_CHOICES:
@@ -36,8 +33,6 @@ class KernelSettings:
             raise ValueError(f"actplug kernels: cuda={self.cuda!r} is not one of {CUDA_CHOICES}")
         if isinstance(self.cpu_min_numel, bool) or not isinstance(self.cpu_min_numel, int) or self.cpu_min_numel < 0:
             raise ValueError(f"actplug kernels: cpu_min_numel={self.cpu_min_numel!r} must be an int >= 0")
-        if not isinstance(self.cpu_hugepages, bool):
-            raise ValueError(f"actplug kernels: cpu_hugepages={self.cpu_hugepages!r} must be True or False")
         if self.cpu == "triton" and os.environ.get("TRITON_INTERPRET") != "1":
             raise ValueError(
                 "actplug kernels: cpu='triton' runs Triton kernels on CPU tensors, which only the Triton "
@@ -52,14 +47,10 @@ def _from_environment() -> KernelSettings:
         numel = int(raw_numel)
     except ValueError:
         raise ValueError(f"ACTPLUG_CPU_MIN_NUMEL={raw_numel!r} must be an integer") from None
-    raw_huge = env.get("ACTPLUG_CPU_HUGEPAGES", "1")
-    if raw_huge not in ("0", "1"):
-        raise ValueError(f"ACTPLUG_CPU_HUGEPAGES={raw_huge!r} must be 1 (ask for huge pages) or 0 (do not)")
     return KernelSettings(
         cpu=env.get("ACTPLUG_CPU_KERNELS", "compiled"),
         cuda=env.get("ACTPLUG_CUDA_KERNELS", "triton"),
         cpu_min_numel=numel,
-        cpu_hugepages=raw_huge == "1",
     )
 
 
@@ -72,7 +63,7 @@ def current() -> KernelSettings:
 
 
 def configure(**changes: object) -> KernelSettings:
-    """Change the settings for the rest of the process (``cpu=``, ``cuda=``, ``cpu_min_numel=``, ``cpu_hugepages=``)."""
+    """Change the settings for the rest of the process (``cpu=``, ``cuda=``, ``cpu_min_numel=``)."""
     global _current
     known = {f.name for f in fields(KernelSettings)}
     unknown = sorted(set(changes) - known)
