@@ -40,9 +40,12 @@ def bench(capsys, tmp_path: Path, *argv: str) -> tuple[dict, str]:
     return json.loads((tmp_path / "bench.json").read_text()), out
 
 
-def test_bench_writes_table_json_and_png(capsys, tmp_path):
+def test_bench_writes_table_json_and_png(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(actplug.kernels.pool, "held_bytes", lambda: 96 << 20)
     result, out = bench(capsys, tmp_path, "--acts", "smu,pflu,ash", "--no-compile", "--no-model")
-    assert set(result) == {"machine", "config", "activations", "model"}
+    assert set(result) == {"machine", "config", "activations", "cpu_pool_held_bytes", "model"}
+    assert result["cpu_pool_held_bytes"] == 96 << 20
+    assert "CPU output pool kept 96.0 MiB to reuse (ACTPLUG_CPU_POOL_MB=0 turns it off)" in " ".join(out.split())
     assert result["machine"]["torch"] == torch.__version__
     assert {"device_name", "cpu_count", "torch_threads", "date", "python"} <= set(result["machine"])
     config = result["config"]
@@ -50,7 +53,8 @@ def test_bench_writes_table_json_and_png(capsys, tmp_path):
     assert (config["dtype"], config["device"], config["repeats"], config["compile"]) == ("float32", "cpu", 2, False)
     assert config["calls_per_sample"] == 1
     assert config["memory"] == "fresh"
-    assert "fresh pages per call" in out
+    assert config["kernels"]["cpu_pool_mb"] == actplug.kernels.current().cpu_pool_mb > 0
+    assert "fresh pages per call (ours: outputs from 32 MiB reused from actplug's pool)" in " ".join(out.split())
     assert list(result["activations"]) == ["smu", "pflu", "ash"]
     assert result["model"] is None
     for name, record in result["activations"].items():

@@ -16,7 +16,9 @@ COMPILED = {"cpu": "compiled", "cpu_min_numel": 0}
 
 
 def _entries(fn) -> list[direct_call.DirectCall]:
-    return [e for signature, entries in kcompiled._direct.items() if signature[0] is fn for e in entries]
+    """The direct calls of ``fn``'s graphs, and of those of ``fn`` writing into a given buffer."""
+    found = (fn, kcompiled._writers.get(fn))
+    return [e for signature, entries in kcompiled._direct.items() if signature[0] in found for e in entries]
 
 
 def _counting_direct_calls(monkeypatch) -> list[int]:
@@ -67,7 +69,9 @@ def test_calls_outside_the_guards_go_to_dynamo_and_stay_exact(monkeypatch):
     grad = torch.randn_like(x)
     with K.use(**COMPILED):
         kcompiled.run(fused_pflu.pflu_backward, x, grad)
-        (entry,) = [e for e in _entries(fused_pflu.pflu_backward) if e.accepts(kcompiled._call_args((x, grad), True))]
+        rows = kcompiled._call_args((x, grad), True)
+        own = [e for sig, es in kcompiled._direct.items() if sig[0] is fused_pflu.pflu_backward for e in es]
+        (entry,) = [e for e in own if e.accepts(rows)]
     rows = kcompiled._call_args((x, grad), True)
     assert entry.accepts(rows)
     one_row = [rows[0][:1], rows[1][:1]]  # a size dynamo specialises (0/1)
@@ -172,3 +176,46 @@ def test_a_failing_direct_call_is_dropped_for_dynamo(no_direct_state, monkeypatc
     a, _, b = kcompiled.run(pair, x)
     assert torch.equal(a, x + 1) and torch.equal(b, x * 3)
     assert not _entries(pair) and pair not in kcompiled._broken
+
+
+def _writer_entries(fn) -> list[direct_call.DirectCall]:
+    writer = kcompiled._writers.get(fn)
+    return [e for signature, entries in kcompiled._direct.items() if signature[0] is writer for e in entries]
+
+
+def test_kernels_writing_into_a_given_buffer_run_direct_and_return_it():
+    """With ``out=``, the kernel stores its (first) result straight into the caller's buffer (see
+    actplug.kernels.pool), which comes back in its place; its graph still runs direct."""
+    for rows in (3, 5, 3):
+        x = torch.randn(rows * kcompiled.BLOCK) * 4
+        out = torch.empty_like(x)
+        assert kcompiled.run(fused_pflu.pflu, x, out=out) is out
+        torch.testing.assert_close(out, fused_pflu.pflu(x))
+        grad, slope = torch.randn_like(x), torch.tensor(0.1)
+        dx = torch.empty_like(x)
+        got_dx, got_slope = kcompiled.run(fused_pflu.lpflu_backward, x, grad, slope, True, out=dx)
+        want_dx, want_slope = fused_pflu.lpflu_backward(x, grad, slope, True)
+        assert got_dx is dx
+        torch.testing.assert_close(got_dx, want_dx)
+        torch.testing.assert_close(got_slope, want_slope, rtol=1e-4, atol=0)
+    assert _writer_entries(fused_pflu.pflu), "the broadcast guard of out.copy_ is understood"
+    assert _writer_entries(fused_pflu.lpflu_backward)
+
+
+def test_confirm_requires_the_direct_call_to_write_the_buffer():
+    """A graph that writes its result into an argument is confirmed on a NaN-filled twin of it: one
+    that left the buffer alone would look right on the buffer dynamo had already written."""
+    x = torch.randn(8)
+    written = [x, x * 2]  # dynamo's call wrote x * 2 into the second argument
+
+    def entry(compiled):
+        tensors = tuple(direct_call.TensorInput(i, torch.float32, torch.device("cpu"), (8,)) for i in (0, 1))
+        return direct_call.DirectCall(compiled, (0, 1), tensors, (), ())
+
+    def writes(a, out):
+        out.copy_(a * 2)
+        return []
+
+    assert entry(writes).confirm(written, None, written=1)
+    assert not entry(lambda a, out: []).confirm(written, None, written=1)
+    assert not entry(writes).confirm([x, torch.full((8,), float("nan"))], None, written=1), "NaN hides a missed write"

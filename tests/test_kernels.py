@@ -919,7 +919,13 @@ def test_bad_settings_raise_with_a_clear_message(monkeypatch):
         ({"cpu_min_numel": -1}, ValueError, r"cpu_min_numel=-1 must be an int >= 0"),
         ({"cpu_min_numel": 1.5}, ValueError, r"cpu_min_numel=1.5 must be an int"),
         ({"cpu_min_numel": True}, ValueError, r"cpu_min_numel=True must be an int"),
-        ({"gpu": "eager"}, TypeError, r"unknown setting\(s\) \['gpu'\]; the settings are \['cpu', 'cpu_min_numel'"),
+        ({"cpu_pool_mb": -1}, ValueError, r"cpu_pool_mb=-1 must be an int >= 0 \(MiB; 0 turns the pool off\)"),
+        ({"cpu_pool_mb": True}, ValueError, r"cpu_pool_mb=True must be an int"),
+        (
+            {"gpu": "eager"},
+            TypeError,
+            r"unknown setting\(s\) \['gpu'\]; the settings are \['cpu', 'cpu_min_numel', 'cpu_pool_mb'",
+        ),
         ({"cpu": "triton"}, ValueError, r"TRITON_INTERPRET=1"),
     ]
     for changes, error, match in cases:
@@ -960,7 +966,7 @@ def test_configure_changes_the_settings_for_good():
 
 
 def test_settings_from_the_environment(monkeypatch):
-    for var in ("ACTPLUG_CPU_KERNELS", "ACTPLUG_CUDA_KERNELS", "ACTPLUG_CPU_MIN_NUMEL"):
+    for var in ("ACTPLUG_CPU_KERNELS", "ACTPLUG_CUDA_KERNELS", "ACTPLUG_CPU_MIN_NUMEL", "ACTPLUG_CPU_POOL_MB"):
         monkeypatch.delenv(var, raising=False)
     assert settings._from_environment() == settings.KernelSettings()
     assert settings.KernelSettings() == settings.KernelSettings("compiled", "triton", settings.DEFAULT_CPU_MIN_NUMEL)
@@ -968,6 +974,15 @@ def test_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("ACTPLUG_CUDA_KERNELS", "eager")
     monkeypatch.setenv("ACTPLUG_CPU_MIN_NUMEL", "5")
     assert settings._from_environment() == settings.KernelSettings("eager", "eager", 5)
+    monkeypatch.setenv("ACTPLUG_CPU_POOL_MB", "0")
+    assert settings._from_environment() == settings.KernelSettings("eager", "eager", 5, cpu_pool_mb=0)
+    monkeypatch.setenv("ACTPLUG_CPU_POOL_MB", "lots")
+    with pytest.raises(ValueError, match=r"ACTPLUG_CPU_POOL_MB='lots' must be an integer"):
+        settings._from_environment()
+    monkeypatch.setenv("ACTPLUG_CPU_POOL_MB", "-5")
+    with pytest.raises(ValueError, match=r"cpu_pool_mb=-5 must be an int >= 0"):
+        settings._from_environment()
+    monkeypatch.delenv("ACTPLUG_CPU_POOL_MB")
     monkeypatch.setenv("ACTPLUG_CPU_MIN_NUMEL", "lots")
     with pytest.raises(ValueError, match="ACTPLUG_CPU_MIN_NUMEL='lots' must be an integer"):
         settings._from_environment()

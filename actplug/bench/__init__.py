@@ -66,10 +66,12 @@ def run_benchmark(
 
     Keys: ``machine``, ``config``, ``activations`` (per name: ``path``, ``forward`` and
     ``forward_backward`` with ``median_ms``/``samples_ms`` per candidate, ``vs_relu``,
-    ``ours_vs_naive``, ``ours_vs_compiled``; ``saved`` bytes and ratios; ``targets``) and ``model``
-    (None with ``model_row=False``).
+    ``ours_vs_naive``, ``ours_vs_compiled``; ``saved`` bytes and ratios; ``targets``),
+    ``cpu_pool_held_bytes`` (what :mod:`actplug.kernels.pool` kept after the activations) and
+    ``model`` (None with ``model_row=False``).
     """
     import actplug.kernels
+    import actplug.kernels.pool
 
     device = torch.device(device)
     timing.check_memory_mode(memory)
@@ -93,7 +95,12 @@ def run_benchmark(
             "warmup": warmup,
             "compile": compile_naive,
             "memory": memory,
-            "kernels": {"cpu": settings.cpu, "cuda": settings.cuda, "cpu_min_numel": settings.cpu_min_numel},
+            "kernels": {
+                "cpu": settings.cpu,
+                "cuda": settings.cuda,
+                "cpu_min_numel": settings.cpu_min_numel,
+                "cpu_pool_mb": settings.cpu_pool_mb,
+            },
         },
         "activations": {},
         "model": None,
@@ -104,6 +111,9 @@ def run_benchmark(
         )
         record["targets"] = [t.as_dict() for t in targets.evaluate(record, device.type)]
         result["activations"][record["name"]] = record
+    # what the CPU output pool kept for the outputs it served (actplug.kernels.pool): memory the
+    # fresh-mode times of ours do not pay to fault in
+    result["cpu_pool_held_bytes"] = actplug.kernels.pool.held_bytes()
     if model_row:
         result["model"] = model.bench_model(
             list(result["activations"]), device, dtype, batch, image_size, model_repeats, memory=memory, log=log

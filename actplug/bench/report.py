@@ -120,6 +120,12 @@ def print_report(result: dict[str, Any], console: Console | None = None) -> None
     if result["config"]["device"] == "cuda" and tuple(result["config"]["shape"]) != targets_mod.CUDA_REFERENCE_SHAPE:
         shape = "x".join(map(str, targets_mod.CUDA_REFERENCE_SHAPE))
         console.print(f"note: the CUDA targets are stated for {shape}; this run used another shape", highlight=False)
+    if result.get("cpu_pool_held_bytes"):
+        console.print(
+            f"note: actplug's CPU output pool kept {_mb(result['cpu_pool_held_bytes'])} MiB to reuse "
+            "(ACTPLUG_CPU_POOL_MB=0 turns it off)",
+            highlight=False,
+        )
     if result.get("model"):
         console.print(model_table(result))
 
@@ -177,4 +183,8 @@ def _memory_note(config: dict[str, Any]) -> str:
     """How the CPU timings treated memory (older JSON has no ``memory``: fresh pages then too)."""
     if config.get("device") != "cpu":
         return ""
-    return ", freed memory reused" if config.get("memory") == "reused" else ", fresh pages per call"
+    if config.get("memory") == "reused":
+        return ", freed memory reused"
+    if config.get("kernels", {}).get("cpu_pool_mb"):
+        return ", fresh pages per call (ours: outputs from 32 MiB reused from actplug's pool)"
+    return ", fresh pages per call"

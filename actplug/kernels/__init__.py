@@ -7,7 +7,9 @@ Same names, signatures and values as the plain math; different costs:
   from it; a backward with ``create_graph=True`` differentiates the plain math instead, so double
   backward works;
 * CUDA tensors run Triton kernels (float32, float16, bfloat16); large CPU tensors run the plain math
-  fused by Inductor into one C++ loop; everything else runs the plain math eagerly;
+  fused by Inductor into one C++ loop, writing large outputs into memory the kernels keep and reuse
+  (:mod:`actplug.kernels.pool`, a caching allocator like PyTorch's on CUDA); everything else runs
+  the plain math eagerly;
 * under ``torch.compile``, ``torch.export`` and functorch transforms the plain math is used as is,
   so that those tools trace and fuse it themselves (no graph breaks).
 
@@ -21,6 +23,7 @@ import torch
 
 from .elementwise import apply
 from .persample import ash
+from .pool import empty_cache
 from .settings import KernelSettings, configure, current, use
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "ash",
     "configure",
     "current",
+    "empty_cache",
     "fpflu",
     "gish",
     "lpflu",

@@ -10,6 +10,9 @@ is reported once and falls back to the plain math, which computes the same value
 Once dynamo has compiled a graph, later calls that its guards would pass run the graph directly
 (:mod:`.direct_call`): a call through ``torch.compile`` costs more than a third of a millisecond
 between two passes over memory, more than the rest of the activation's overhead together.
+
+A kernel can write its result into a buffer the caller gives (``out=``), so that the caller chooses
+the memory: the activations give one from :mod:`.pool`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -128,6 +132,34 @@ def _inductor_backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Ca
     return compiled
 
 
+_writers: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def _writing(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` taking one more argument, ``out``, that its (first) result is written into; returns
+    the rest of the result (None for one). Inductor stores the result straight into ``out``: no
+    temporary, no copy."""
+    writer = _writers.get(fn)
+    if writer is None:
+
+        def writer(*args: Any) -> Any:
+            *inputs, out = args
+            result = fn(*inputs)
+            if isinstance(result, tuple):
+                out.copy_(result[0])
+                return result[1:]
+            out.copy_(result)
+            return None
+
+        # A code object of its own: dynamo keeps its compiled graphs and their recompile budget per
+        # code object, which every writer would otherwise share. Named after fn, as logs show it.
+        names = {"co_name": fn.__name__} | ({"co_qualname": fn.__qualname__} if sys.version_info >= (3, 11) else {})
+        writer.__code__ = writer.__code__.replace(**names)
+        writer.__name__, writer.__qualname__ = fn.__name__, fn.__qualname__
+        _writers[fn] = writer
+    return writer
+
+
 def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
     compiled = _compiled.get(fn)
     if compiled is None:
@@ -138,8 +170,11 @@ def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
     return compiled
 
 
-def _through_dynamo(signature: tuple[Any, ...], compiled: Callable[..., Any], call_args: list[Any]) -> Any:
-    """``compiled(*call_args)``; a graph dynamo compiles for it becomes a direct call for later ones."""
+def _through_dynamo(
+    signature: tuple[Any, ...], compiled: Callable[..., Any], call_args: list[Any], written: int | None
+) -> Any:
+    """``compiled(*call_args)``; a graph dynamo compiles for it becomes a direct call for later ones
+    (``written``: the index of an argument the graph writes, compared too)."""
     global _capturing
     found: list[direct_call.DirectCall] = []
     _capturing = (call_args, found)
@@ -148,12 +183,14 @@ def _through_dynamo(signature: tuple[Any, ...], compiled: Callable[..., Any], ca
     finally:
         _capturing = None
     for candidate in found:
-        if candidate.confirm(call_args, result):
+        if candidate.confirm(call_args, result, written):
             _direct.setdefault(signature, []).append(candidate)
     return result
 
 
-def _call(signature: tuple[Any, ...], compiled: Callable[..., Any], call_args: list[Any], blocked: bool) -> Any:
+def _call(
+    signature: tuple[Any, ...], compiled: Callable[..., Any], call_args: list[Any], blocked: bool, written: int | None
+) -> Any:
     for candidate in _direct.get(signature, ()):
         if candidate.accepts(call_args):
             try:
@@ -165,7 +202,7 @@ def _call(signature: tuple[Any, ...], compiled: Callable[..., Any], call_args: l
     # Through dynamo: every size dynamic, so that a graph it compiles now serves all later sizes
     # (its automatic dynamic shapes would only free the sizes that changed since the last call).
     _mark_dynamic(call_args, blocked)
-    return _through_dynamo(signature, compiled, call_args)
+    return _through_dynamo(signature, compiled, call_args, written)
 
 
 def _uncompiled(fn: Callable[..., Any], args: tuple[Any, ...], plain: Callable[[], Any] | None) -> Any:
@@ -175,17 +212,37 @@ def _uncompiled(fn: Callable[..., Any], args: tuple[Any, ...], plain: Callable[[
     return fn(*(a.detach() if isinstance(a, torch.Tensor) else a for a in args))
 
 
-def run(fn: Callable[..., Any], *args: Any, plain: Callable[[], Any] | None = None) -> Any:
+_FAILED = object()  # what _compiled_call returns for a kernel that does not compile
+
+
+def run(
+    fn: Callable[..., Any], *args: Any, plain: Callable[[], Any] | None = None, out: torch.Tensor | None = None
+) -> Any:
     """``fn(*args)`` through its Inductor-compiled twin; if compiling it failed, ``plain()`` (the
     plain math computing the same result, where ``fn`` is a fused rewrite of it) or ``fn(*args)``.
+
+    ``out``: a contiguous tensor of the (first) result's shape and dtype for the kernel to write it
+    into (see :mod:`.pool`), returned in its place; the fallbacks return their own tensors.
 
     This runs between two passes over memory that evict every cache, so it does as little as it can
     on every call: a graph dynamo compiled is called directly where its guards allow (see
     :mod:`.direct_call`), and the first-use notice and the compile timing happen once per signature.
     """
+    if out is None:
+        result = _compiled_call(fn, args, None)
+        return _uncompiled(fn, args, plain) if result is _FAILED else result
+    result = _compiled_call(_writing(fn), (*args, out), len(args))
+    if result is _FAILED:
+        return _uncompiled(fn, args, plain)
+    return out if result is None else (out, *result)
+
+
+def _compiled_call(fn: Callable[..., Any], args: tuple[Any, ...], written: int | None) -> Any:
+    """``fn(*args)`` compiled, or :data:`_FAILED` if ``fn`` does not compile (``written``: the index
+    of an argument ``fn`` writes into)."""
     global _announced
     if fn in _broken:
-        return _uncompiled(fn, args, plain)
+        return _FAILED
     n = _blocked(args)
     # Detached, and run without autograd (below): the kernels get views of the caller's tensors
     # (x.view(-1), x2d, a parameter), and dynamo guards on a view's base (its shape and strides), on
@@ -205,9 +262,9 @@ def run(fn: Callable[..., Any], *args: Any, plain: Callable[[], Any] | None = No
     try:
         if torch.is_grad_enabled():
             with torch.no_grad():
-                result = _call(signature, compiled, call_args, n is not None)
+                result = _call(signature, compiled, call_args, n is not None, written)
         else:  # inside an autograd Function's forward or backward
-            result = _call(signature, compiled, call_args, n is not None)
+            result = _call(signature, compiled, call_args, n is not None, written)
     except Exception as exc:  # a compiler failure must not stop training: the plain math is exact
         _broken.add(fn)
         logger.warning(
@@ -216,7 +273,7 @@ def run(fn: Callable[..., Any], *args: Any, plain: Callable[[], Any] | None = No
             type(exc).__name__,
             str(exc).splitlines()[0] if str(exc) else "",
         )
-        return _uncompiled(fn, args, plain)
+        return _FAILED
     if first:
         _seen.add(signature)
         logger.info("actplug: compiled %s in %.1f s", fn.__name__, time.perf_counter() - started)

@@ -83,21 +83,33 @@ class DirectCall:
 
     def __call__(self, args: Sequence[Any]) -> Any:
         outputs = self._run(args)
-        if self.spec.is_leaf():  # one tensor, the common case
+        if self.spec.is_leaf() and self.constants[0] is _TENSOR:  # one tensor, the common case
             return outputs[0]
         found = iter(outputs)
         return pytree.tree_unflatten([next(found) if c is _TENSOR else c for c in self.constants], self.spec)
 
-    def confirm(self, args: Sequence[Any], expected: Any) -> bool:
+    def confirm(self, args: Sequence[Any], expected: Any, written: int | None = None) -> bool:
         """Learn the result's structure from dynamo's ``expected`` result for ``args``, and check
-        that this direct call gives exactly that (same tensors, bit for bit, NaN included)."""
+        that this direct call gives exactly that (same tensors, bit for bit, NaN included).
+
+        ``written``: the index of an argument the graph writes into (dynamo's call just did); the
+        direct call then writes into a NaN-filled twin of it, which must come out equal."""
         leaves, spec = pytree.tree_flatten(expected)
         if any(isinstance(leaf, (torch.SymInt, torch.SymFloat)) for leaf in leaves):
             return False
         self.spec = spec
         self.constants = tuple(_TENSOR if isinstance(leaf, torch.Tensor) else leaf for leaf in leaves)
-        outputs = list(self._run(args))
         tensors = [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
+        if written is not None:
+            wanted = args[written]
+            if not wanted.is_floating_point() or wanted.isnan().all():  # a missed write would not show
+                return False
+            args = list(args)
+            args[written] = torch.full_like(wanted, float("nan"))
+        outputs = list(self._run(args))
+        if written is not None:
+            outputs.append(args[written])
+            tensors.append(wanted)
         try:
             torch.testing.assert_close(outputs, tensors, rtol=0, atol=0, equal_nan=True, check_stride=True)
         except (AssertionError, TypeError, ValueError):
@@ -199,8 +211,11 @@ def _prepare(gm, example_inputs, compiled, args) -> DirectCall | None:
             return None
     for guard in shape_env.guards:
         # Eq(s1, s0) between sizes, or s <= n, s >= n, s < n, s > n (Inductor's choice of a
-        # reduction strategy); anything else keeps dynamo
+        # reduction strategy); one that the sizes' known equalities make true is kept by them (as
+        # Eq(s0, 1) | Eq(s1, s0), a copy's broadcast check, with s1 -> s0); anything else keeps dynamo
         expr = guard.expr
+        if expr.xreplace(shape_env.replacements) is sympy.true:
+            continue
         if not isinstance(expr, (sympy.Eq, sympy.Le, sympy.Ge, sympy.Lt, sympy.Gt)):
             return None
         left, right = (canonical(side) for side in expr.args)

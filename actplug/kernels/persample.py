@@ -13,7 +13,7 @@ import torch
 from .. import functional as F
 from ..functional._precision import check_floating, compute_dtype
 from ..functional.ash import Dims
-from . import compiled, dispatch, layout
+from . import compiled, dispatch, layout, pool
 from .fused_math import ash as fused_ash
 
 
@@ -31,7 +31,8 @@ def _forward(path, x, dims, z, alpha, eps):
     z0, a0 = z.detach().reshape(()).to(dtype), alpha.detach().reshape(()).to(dtype)
     if path == "compiled":
         plain = lambda: _plain(x2d, 1, z0, a0, eps)  # noqa: E731
-        y2d, mean, std = compiled.run(fused_ash.rows_forward, x2d, z0, a0, eps, plain=plain)
+        out = pool.empty(x2d.shape, x.dtype, x.device)
+        y2d, mean, std = compiled.run(fused_ash.rows_forward, x2d, z0, a0, eps, plain=plain, out=out)
     else:
         from .triton_kernels import ash_forward
 
@@ -73,6 +74,7 @@ def _backward(path, x, grad, mean, std, z, alpha, dims, needs):
                 z0,
                 a0,
                 plain=lambda: F.ash_backward_dx(x2d, grad2d, mean, std, d_mean, d_std, z0, a0, 1),
+                out=pool.empty(x2d.shape, x.dtype, x.device),
             )
         else:
             from .triton_kernels import ash_backward

@@ -3,6 +3,8 @@
 ``ACTPLUG_CPU_KERNELS``: ``compiled`` (default: Inductor-fused C++ kernels for tensors of at least
 ``ACTPLUG_CPU_MIN_NUMEL`` elements, default 262144), ``eager`` (the plain math, analytic backward),
 or ``triton`` (the Triton kernels on CPU tensors, only under ``TRITON_INTERPRET=1``: for tests).
+``ACTPLUG_CPU_POOL_MB``: how many MiB the compiled CPU path may keep of its large outputs to hand
+out again (:mod:`actplug.kernels.pool`); default 2048, ``0`` turns the pool off.
 ``ACTPLUG_CUDA_KERNELS``: ``triton`` (default) or ``eager``.
 """
 
@@ -10,12 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 
 CPU_CHOICES = ("compiled", "eager", "triton")
 CUDA_CHOICES = ("triton", "eager")
 DEFAULT_CPU_MIN_NUMEL = 1 << 18
+DEFAULT_CPU_POOL_MB = 2048
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class KernelSettings:
     cpu: str = "compiled"
     cuda: str = "triton"
     cpu_min_numel: int = DEFAULT_CPU_MIN_NUMEL
+    cpu_pool_mb: int = DEFAULT_CPU_POOL_MB
 
     def __post_init__(self) -> None:
         if self.cpu not in CPU_CHOICES:
@@ -33,6 +37,10 @@ class KernelSettings:
             raise ValueError(f"actplug kernels: cuda={self.cuda!r} is not one of {CUDA_CHOICES}")
         if isinstance(self.cpu_min_numel, bool) or not isinstance(self.cpu_min_numel, int) or self.cpu_min_numel < 0:
             raise ValueError(f"actplug kernels: cpu_min_numel={self.cpu_min_numel!r} must be an int >= 0")
+        if isinstance(self.cpu_pool_mb, bool) or not isinstance(self.cpu_pool_mb, int) or self.cpu_pool_mb < 0:
+            raise ValueError(
+                f"actplug kernels: cpu_pool_mb={self.cpu_pool_mb!r} must be an int >= 0 (MiB; 0 turns the pool off)"
+            )
         if self.cpu == "triton" and os.environ.get("TRITON_INTERPRET") != "1":
             raise ValueError(
                 "actplug kernels: cpu='triton' runs Triton kernels on CPU tensors, which only the Triton "
@@ -42,16 +50,20 @@ class KernelSettings:
 
 def _from_environment() -> KernelSettings:
     env = os.environ
-    raw_numel = env.get("ACTPLUG_CPU_MIN_NUMEL", str(DEFAULT_CPU_MIN_NUMEL))
-    try:
-        numel = int(raw_numel)
-    except ValueError:
-        raise ValueError(f"ACTPLUG_CPU_MIN_NUMEL={raw_numel!r} must be an integer") from None
     return KernelSettings(
         cpu=env.get("ACTPLUG_CPU_KERNELS", "compiled"),
         cuda=env.get("ACTPLUG_CUDA_KERNELS", "triton"),
-        cpu_min_numel=numel,
+        cpu_min_numel=_integer(env, "ACTPLUG_CPU_MIN_NUMEL", DEFAULT_CPU_MIN_NUMEL),
+        cpu_pool_mb=_integer(env, "ACTPLUG_CPU_POOL_MB", DEFAULT_CPU_POOL_MB),
     )
+
+
+def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} must be an integer") from None
 
 
 _current = _from_environment()
@@ -63,7 +75,7 @@ def current() -> KernelSettings:
 
 
 def configure(**changes: object) -> KernelSettings:
-    """Change the settings for the rest of the process (``cpu=``, ``cuda=``, ``cpu_min_numel=``)."""
+    """Change the settings for the rest of the process (``cpu=``, ``cuda=``, ``cpu_min_numel=``, ``cpu_pool_mb=``)."""
     global _current
     known = {f.name for f in fields(KernelSettings)}
     unknown = sorted(set(changes) - known)
