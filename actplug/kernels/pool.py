@@ -10,8 +10,9 @@ activation and the input's gradient) of at least :data:`MIN_BYTES`; smaller ones
 heap, which already recycles its memory.
 
 The pool keeps one reference to each storage it made. A storage is free when that reference is its
-only one (``torch._C._storage_Use_Count``): no tensor, view, saved-for-backward slot, NumPy array
-or DLPack capsule holds it any more. A storage that was resized, moved to shared memory or swapped
+only one (``torch._C._storage_Use_Count``, and the Python reference count of the storage object):
+no tensor, view, saved-for-backward slot, storage handle, NumPy array or DLPack capsule holds it
+any more. A storage that was resized, moved to shared memory or swapped
 out is dropped, never reused. The pool holds at most ``cpu_pool_mb`` MiB (in use or free; the
 oldest free storages go first to make room, and past that outputs are allocated plainly);
 ``ACTPLUG_CPU_POOL_MB=0`` or ``use(cpu_pool_mb=0)`` turns it off, and :func:`empty_cache` gives
@@ -32,11 +33,9 @@ from . import settings
 MIN_BYTES = 32 << 20
 
 
-def _find_use_count() -> Callable[[int], int] | None:
-    return getattr(torch._C, "_storage_Use_Count", None)
-
-
-_use_count = _find_use_count()
+# A private PyTorch function (the C++ reference count of a StorageImpl); where it is missing, the
+# pool is off.
+_use_count: Callable[[int], int] | None = getattr(torch._C, "_storage_Use_Count", None)
 
 
 @dataclass
