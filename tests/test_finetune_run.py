@@ -124,6 +124,10 @@ def test_resume_reaches_the_same_result_as_an_uninterrupted_run(tmp_path):
     _check_outputs(resumed, b, 2)
 
 
+def _sigint_as_at_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupt_keeps_finished_epochs_and_resume_finishes(tmp_path):
     out = tmp_path / "run"
     args = [*TINY_SEG, "--epochs", "3", "--output", str(out)]
@@ -134,6 +138,9 @@ def test_interrupt_keeps_finished_epochs_and_resume_finishes(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=_env(),
+        # Ctrl-C reaches the run as at a terminal: a test run started in the background (`make test &`,
+        # nohup) ignores SIGINT, every child inherits that, and the run would finish all its epochs
+        preexec_fn=_sigint_as_at_a_terminal,
     )
     marker = out / "checkpoints" / "epoch_0001" / "trainer_state.json"
     deadline = time.monotonic() + 240
