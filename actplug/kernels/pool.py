@@ -21,6 +21,7 @@ the free storages back, as ``torch.cuda.empty_cache`` does.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -104,9 +105,15 @@ class BufferPool:
     def empty_cache(self) -> int:
         """Drop every free storage (its memory goes back to the system); returns the bytes dropped."""
         with self._lock:
-            free = [e for e in self._entries if e.free()]
-            self._entries = [e for e in self._entries if not e.free()]
-        return sum(e.nbytes for e in free)
+            dropped = 0
+            kept = []
+            for entry in self._entries:  # one look per entry: a tensor freed meanwhile is not lost
+                if entry.free():
+                    dropped += entry.nbytes
+                else:
+                    kept.append(entry)
+            self._entries = kept
+        return dropped
 
 
 def _own_references() -> int:
@@ -126,10 +133,7 @@ def empty(shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> tor
     shape = tuple(shape)
     if device.type != "cpu" or _use_count is None:
         return torch.empty(shape, dtype=dtype, device=device)
-    numel = 1
-    for size in shape:
-        numel *= size
-    nbytes = numel * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     limit = settings.current().cpu_pool_mb << 20
     if nbytes < MIN_BYTES or nbytes > limit:
         return torch.empty(shape, dtype=dtype, device=device)
