@@ -11,11 +11,13 @@ Third-party packages add activations through the ``actplug_register_activations`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from torch import nn as _nn
 
 from . import functional, nn
+from .declaration import Activation, Fused, Param
 from .hookspecs import ENTRY_POINT_GROUP, hookimpl
 from .registry import (
     ActivationInfo,
@@ -36,14 +38,18 @@ _install_integrations(registry)
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "Activation",
     "ActivationInfo",
     "ActivationNameTaken",
     "ActplugPluginWarning",
+    "Fused",
+    "Param",
     "Registry",
     "UnknownActivationError",
     "__version__",
     "add_plugin",
     "create",
+    "declare",
     "functional",
     "get",
     "hookimpl",
@@ -52,6 +58,7 @@ __all__ = [
     "nn",
     "param_groups",
     "register",
+    "register_formula",
     "registry",
     "swap",
 ]
@@ -82,6 +89,39 @@ def register(
 ) -> ActivationInfo:
     """Register ``cls`` under ``name``; a taken name raises unless ``override=True``."""
     return registry.register(name, cls, aliases=aliases, override=override, **metadata)
+
+
+def register_formula(
+    name: str,
+    forward: Callable[..., Any],
+    *,
+    backward: Callable[..., Any] | None = None,
+    params: Mapping[str, float] | None = None,
+    trainable: Iterable[str] = (),
+    aliases: Iterable[str] = (),
+    override: bool = False,
+    **metadata: Any,
+) -> ActivationInfo:
+    """Register an elementwise activation by its formula, at run time (see :meth:`Registry.register_formula`).
+
+    >>> actplug.register_formula("swishy", lambda x, beta: x * torch.sigmoid(beta * x),
+    ...                          params={"beta": 1.5}, trainable=("beta",))
+    """
+    return registry.register_formula(
+        name,
+        forward,
+        backward=backward,
+        params=params,
+        trainable=trainable,
+        aliases=aliases,
+        override=override,
+        **metadata,
+    )
+
+
+def declare(declaration: Activation, override: bool = False) -> ActivationInfo:
+    """Register a full :class:`Activation` declaration at run time (as the built-ins are registered)."""
+    return registry.declare(declaration, override=override)
 
 
 def add_plugin(plugin: object, name: str | None = None) -> bool:

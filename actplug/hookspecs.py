@@ -27,10 +27,17 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 @hookspec
 def actplug_register_activations(registry: Registry) -> None:
-    """Register activations with ``registry.register(name, module_cls, aliases=(), **metadata)``.
+    """Register activations with the registry's three calls:
 
-    Metadata keys the registry understands: ``paper``, ``formula``, ``functional`` (the
-    stateless twin), ``approximates`` ("relu" or "leaky_relu", used by ``actplug plot``) and
+    * ``registry.register_formula(name, forward, *, backward=None, params=None, trainable=(),
+      aliases=(), **metadata)``: an elementwise activation by its formula; it gets a generated module,
+      a memory-lean functional twin and the fused kernels of the built-ins;
+    * ``registry.declare(declaration)``: a full :class:`actplug.declaration.Activation` (fused CPU
+      forms, a Triton kernel's name), as the built-ins do;
+    * ``registry.register(name, module_cls, aliases=(), **metadata)``: a ready ``nn.Module`` class.
+
+    Metadata keys the registry understands: ``paper``, ``formula``, ``functional`` (the functional
+    twin, for ``register``), ``approximates`` ("relu" or "leaky_relu", used by ``actplug plot``) and
     ``parameters`` (names of trainable parameters, derived from a default instance if omitted).
     """
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from . import functional as F
+from .functional import reference as F
 from .nn import ASH
 from .registry import registry
 

@@ -13,7 +13,7 @@ import importlib.metadata
 import inspect
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -22,8 +22,9 @@ import pluggy
 from torch import nn
 
 from . import hookspecs
+from .declaration import Activation, Backward, Forward, resolve
 
-KNOWN_METADATA = ("paper", "formula", "functional", "approximates", "parameters")
+KNOWN_METADATA = ("paper", "formula", "functional", "approximates", "parameters", "declaration")
 
 
 class UnknownActivationError(KeyError):
@@ -65,6 +66,7 @@ class ActivationInfo:
     plugin: str = ""
     extra: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     declared_parameters: tuple[str, ...] | None = None
+    declaration: Activation | None = None
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -118,6 +120,28 @@ class _PluginScope:
     ) -> None:
         aliases = self._registry._validate(name, module_cls, aliases, override, metadata, pending=self.staged)
         self.staged.append(((name, module_cls), dict(aliases=tuple(aliases), override=override, **metadata)))
+
+    def declare(self, declaration: Activation, override: bool = False) -> None:
+        self.register(declaration.name, override=override, **_declared(declaration))
+
+    def register_formula(
+        self,
+        name: str,
+        forward: Forward,
+        *,
+        backward: Backward | None = None,
+        params: Mapping[str, float] | None = None,
+        trainable: Iterable[str] = (),
+        aliases: Iterable[str] = (),
+        override: bool = False,
+        **metadata: Any,
+    ) -> None:
+        from .formula import declare_formula
+
+        decl = declare_formula(
+            name, forward, backward=backward, params=params, trainable=trainable, aliases=aliases, **metadata
+        )
+        self.declare(decl, override=override)
 
     def __getattr__(self, attr: str) -> Any:  # names(), get(), ... read the real registry
         return getattr(self._registry, attr)
@@ -252,6 +276,44 @@ class Registry:
         with self._lock:
             return self._commit(name, module_cls, aliases=aliases, override=override, **metadata)
 
+    def declare(self, declaration: Activation, override: bool = False) -> ActivationInfo:
+        """Register ``declaration``: its module class (generated, or its ``module=``), its lean function
+        and its metadata. The built-ins enter this way; :meth:`register_formula` builds one for you."""
+        self._ensure_loaded()
+        entry = _declared(declaration)
+        cls = entry["module_cls"]
+        aliases = self._validate(declaration.name, cls, entry["aliases"], override, _metadata(entry))
+        with self._lock:
+            return self._commit(declaration.name, cls, aliases=aliases, override=override, **_metadata(entry))
+
+    def register_formula(
+        self,
+        name: str,
+        forward: Forward,
+        *,
+        backward: Backward | None = None,
+        params: Mapping[str, float] | None = None,
+        trainable: Iterable[str] = (),
+        aliases: Iterable[str] = (),
+        override: bool = False,
+        **metadata: Any,
+    ) -> ActivationInfo:
+        """Register an elementwise activation given by its formula and get every built-in's machinery.
+
+        ``forward(x, **params)`` is plain PyTorch math; ``params`` maps parameter names to default
+        values, and those named in ``trainable`` become ``nn.Parameter``s of the generated module.
+        ``backward(x, grad, *, needs, **params)``, optional, returns dL/dx or ``(dL/dx, {name: grad})``;
+        without it, gradients come from differentiating the forward recomputed from x. Autograd keeps
+        only x, large tensors run fused kernels, and the name works in timm, transformers and
+        torchvision. Metadata: ``paper``, ``formula``, ``approximates``, ``doc``, ``class_name``.
+        """
+        from .formula import declare_formula
+
+        decl = declare_formula(
+            name, forward, backward=backward, params=params, trainable=trainable, aliases=aliases, **metadata
+        )
+        return self.declare(decl, override=override)
+
     def _validate(
         self,
         name: object,
@@ -321,6 +383,7 @@ class Registry:
             plugin=self._current_plugin,
             extra=MappingProxyType(extra),
             declared_parameters=tuple(declared) if declared is not None else None,
+            declaration=metadata.get("declaration"),
         )
         self._entries[key] = info
         for alias in alias_keys:
@@ -411,6 +474,33 @@ class Registry:
     def __len__(self) -> int:
         self._ensure_loaded()
         return len(self._entries)
+
+
+def _declared(declaration: Activation) -> dict[str, Any]:
+    """What registering ``declaration`` passes to :meth:`Registry.register`: its class, aliases, metadata."""
+    from .kernels.autograd import function_for
+    from .nn.module import module_class
+
+    if not isinstance(declaration, Activation):
+        raise TypeError(f"declare() takes an actplug.declaration.Activation, got {type(declaration).__name__}")
+    if declaration.module is not None:
+        cls = resolve(declaration.module, f"the module class of activation {declaration.name!r}")
+    else:
+        cls = module_class(declaration)
+    return {
+        "module_cls": cls,
+        "aliases": declaration.aliases,
+        "paper": declaration.paper,
+        "formula": declaration.formula,
+        "functional": function_for(declaration),
+        "approximates": declaration.approximates,
+        "parameters": declaration.trainable,
+        "declaration": declaration,
+    }
+
+
+def _metadata(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k not in ("module_cls", "aliases")}
 
 
 def _replace_aliases(info: ActivationInfo, aliases: tuple[str, ...]) -> ActivationInfo:

@@ -23,8 +23,7 @@ import torch
 
 import actplug
 from actplug.bench.naive import FORMULAS
-from actplug.kernels.triton_kernels import elementwise_backward, elementwise_forward
-from actplug.kernels.triton_kernels._elementwise import ACTIVATIONS
+from actplug.kernels.cuda.triton import ACTIVATIONS, elementwise_backward, elementwise_forward
 
 CALLS = 20
 ROUNDS = 15

@@ -1,5 +1,5 @@
-"""Shared fixtures: a fixed seed for every test, the registered activation names, and a spy on the
-fused CPU kernels (which functions ran through ``actplug.kernels.compiled.run``)."""
+"""Shared fixtures: a fixed seed for every test, the registered activation names, and the compiled
+kernels that served calls during a test (with kernels compiled on first use, not in the background)."""
 
 from __future__ import annotations
 
@@ -33,17 +33,40 @@ def registered_names() -> list[str]:
     return actplug.names()
 
 
+class CompiledCalls:
+    """The labels of the compiled kernels that served calls since it was made (or cleared), one per call,
+    read from the process's compiler (``actplug.kernels.compiler.calls``)."""
+
+    def __init__(self) -> None:
+        from actplug.kernels import compiler
+
+        self._counter = compiler.calls
+        self.clear()
+
+    def clear(self) -> None:
+        self._start = dict(self._counter)
+
+    def labels(self) -> list[str]:
+        return [label for label, n in self._counter.items() for _ in range(n - self._start.get(label, 0))]
+
+    def __len__(self) -> int:
+        return len(self.labels())
+
+    def __bool__(self) -> bool:
+        return bool(self.labels())
+
+    def __iter__(self):
+        return iter(self.labels())
+
+    def __repr__(self) -> str:
+        return repr(self.labels())
+
+
 @pytest.fixture
-def compiled_calls(monkeypatch) -> list[str]:
-    """The names of the functions run through actplug.kernels.compiled.run during the test."""
-    from actplug.kernels import compiled
+def compiled_calls():
+    """The compiled kernels that ran during the test; kernels compile on the first call that needs them
+    (``compile="sync"``), so that which path a call takes does not depend on a background thread."""
+    import actplug.kernels
 
-    calls: list[str] = []
-    real = compiled.run
-
-    def spy(fn, *args, **kwargs):
-        calls.append(fn.__name__)
-        return real(fn, *args, **kwargs)
-
-    monkeypatch.setattr(compiled, "run", spy)
-    return calls
+    with actplug.kernels.use(compile="sync"):
+        yield CompiledCalls()

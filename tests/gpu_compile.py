@@ -15,7 +15,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from actplug.kernels.triton_kernels import _ash, _elementwise
+from actplug.kernels.cuda.triton import _ash, _elementwise
 
 POINTER = {"float32": "*fp32", "bfloat16": "*bf16", "float16": "*fp16"}
 # the tensors in the input's dtype; every other pointer is a float32 buffer (statistics, parameters)

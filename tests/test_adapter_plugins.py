@@ -73,7 +73,7 @@ def test_third_party_adapter_reaches_its_framework_in_either_import_order(site, 
     assert result["seen"] == ["fakefw"]
     assert result["table"]["relu"] == "fakefw's own relu"  # the framework's own names stay
     assert result["table"]["smu"] == "fakefw's own smu"
-    assert result["table"]["lpflu"] == "<class 'actplug.nn.pflu.LPFLU'>"
+    assert result["table"]["lpflu"] == "<class 'actplug.nn.lpflu.LPFLU'>"
 
 
 def test_adapter_loaded_during_a_framework_import_is_still_called_for_it(site):

@@ -98,7 +98,7 @@ def test_info_smu(capsys):
     assert f"mu={1e6!r}" in out
     assert "trainable=True" in out
     assert "inplace=False" in out
-    assert "actplug.nn.smu.SMU" in out
+    assert "(actplug.nn.SMU)" in out  # the class users import
     assert "builtin" in out
     # the paper line is printed whole, not hard-wrapped at 80 columns
     assert info.paper in out

@@ -1,4 +1,5 @@
-"""The building blocks of the fused CPU kernels (actplug.kernels.fused_math) on dense grids.
+"""The building blocks of the fused CPU kernels (the ``*_fused`` forms in actplug/activations/*.py and the
+rational functions of actplug.activations._rational) on dense grids.
 
 The kernel tests compare whole activations on a few hundred special values; here each rational
 function and each PFLU quotient meets tens of thousands of points across its whole range, in
@@ -16,10 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import actplug.functional as F
-from actplug.kernels import compiled
-from actplug.kernels.fused_math import pflu as fused_pflu
-from actplug.kernels.fused_math import rational
+import actplug.kernels
+from actplug.activations import _rational as rational
+from actplug.activations import pflu as fused_pflu
+from actplug.functional import reference
+from actplug.kernels.compiler import MISS, Compiler, Job
 
 ROOT = Path(__file__).resolve().parents[1]
 ULP = 2.0**-24  # half of float32's epsilon: the relative spacing just below 1
@@ -30,9 +32,29 @@ def relative_error_in_ulps(got: torch.Tensor, expected: torch.Tensor) -> float:
     return float(((got - expected).abs() / expected.abs()).max() / ULP)
 
 
-def both_ways(fn, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """fn(x) evaluated eagerly and through the compiled CPU path (Inductor with FMA contraction)."""
-    return {"eager": fn(x), "compiled": compiled.run(fn, x)}
+# The tests' own compiler: the CPU kernels' Inductor options (FMA contraction), none of the process's kernels.
+COMPILER = Compiler()
+
+
+def compiled(fn, *args: torch.Tensor):
+    """fn(*args) through an Inductor kernel compiled as the CPU kernels compile theirs (with FMA contraction)."""
+    key = (fn, tuple((a.shape, a.dtype) for a in args))
+
+    def kernel(*inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:  # kernels return tuples of tensors
+        out = fn(*inputs)
+        return out if isinstance(out, tuple) else (out,)
+
+    with actplug.kernels.use(compile="sync"):
+        found = COMPILER.get(key, lambda: Job.like(kernel, f"test_{fn.__name__}", args, ()))
+    assert found is not None, COMPILER.status()
+    result = COMPILER.run(key, found, args)
+    assert result is not MISS, COMPILER.status()  # the compiled kernel served the call (no eager fallback)
+    return result[0] if len(result) == 1 else result
+
+
+def both_ways(fn, *args: torch.Tensor) -> dict[str, torch.Tensor]:
+    """fn(*args) evaluated eagerly and through the compiled CPU path (Inductor with FMA contraction)."""
+    return {"eager": fn(*args), "compiled": compiled(fn, *args)}
 
 
 def grid(low: float, high: float, n: int = 40_001) -> torch.Tensor:
@@ -146,7 +168,7 @@ def test_pflu_quotient_matches_float64_across_the_float_range():
     expected = pflu_reference(x64)
     exact = (x.abs() < PFLU_EXACT_RANGE) & (x != 0)
     subnormal_gate = (x <= -PFLU_EXACT_RANGE) & (x > -PFLU_FINITE_DENOMINATOR)
-    for how, got in both_ways(fused_pflu.pflu, x).items():
+    for how, got in both_ways(fused_pflu.pflu_fused, x).items():
         assert relative_error_in_ulps(got[exact], expected[exact]) < 8, how  # 4 eps, as the kernel tests
         assert float((got[subnormal_gate].double() - expected[subnormal_gate]).abs().max()) < 1e-25, how
         assert relative_error_in_ulps(got[subnormal_gate], expected[subnormal_gate]) < 64, how
@@ -159,7 +181,7 @@ def test_pflu_slope_quotient_matches_float64_across_the_float_range():
     x = torch.cat([grid(-50, 50), magnitudes(-30, 38), -magnitudes(-30, 38)])
     expected = pflu_slope_reference(x.double())
     ones = torch.ones_like(x)
-    for how, got in both_ways(lambda t: fused_pflu.pflu_backward(t, ones), x).items():
+    for how, got in both_ways(fused_pflu.pflu_fused_backward, x, ones).items():
         # absolute: the slope crosses 0 at x = -0.786 (where any formula's rounding is absolute)
         assert float((got.double() - expected).abs().max()) < 4 * ULP, how
         # relative, away from that crossing, up to where the slope's clamp starts (1e9)
@@ -172,9 +194,11 @@ def test_lpflu_quotients_match_the_plain_math_and_its_slope_gradient():
     grad = torch.linspace(-2, 2, x.numel())
     for slope in (0.0, 0.01, 0.3):
         a = torch.tensor(slope)
-        y = fused_pflu.lpflu(x, a)
-        dx, da = fused_pflu.lpflu_backward(x, grad, a, need_slope=True)
-        p_dx, p_da = F.lpflu_backward(x.double(), grad.double(), slope, need_slope=True)
-        torch.testing.assert_close(y.double(), F.lpflu(x.double(), slope), rtol=6 * ULP, atol=1e-30)
+        y = fused_pflu.lpflu_fused(x, a)
+        dx, grads = fused_pflu.lpflu_fused_backward(x, grad, a, needs=("negative_slope",))
+        da = grads["negative_slope"]
+        p_dx, p_grads = reference.lpflu_backward(x.double(), grad.double(), slope, needs=("negative_slope",))
+        p_da = p_grads["negative_slope"]
+        torch.testing.assert_close(y.double(), reference.lpflu(x.double(), slope), rtol=6 * ULP, atol=1e-30)
         torch.testing.assert_close(dx.double(), p_dx, rtol=8 * ULP, atol=4 * ULP)
         torch.testing.assert_close(da.double(), p_da, rtol=1e-5, atol=0.0)

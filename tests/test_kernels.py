@@ -1,8 +1,9 @@
-"""Correctness of actplug.kernels, the memory-lean autograd Functions that the modules call.
+"""Correctness of actplug.kernels, the memory-lean autograd Functions that the modules and the lean
+functions of actplug.functional call.
 
 Both CPU paths, "eager" (the plain math, analytic backward) and "compiled" (the same math fused by
 Inductor), against the float64 references of tests/references.py and against autograd of the plain
-math (actplug.functional): values and every gradient (input and parameters) in every dtype, layouts
+math (actplug.functional.reference): values and every gradient (input and parameters) in every dtype, layouts
 and output strides, what autograd saves, gradcheck/gradgradcheck and double backward, half
 precision, NaN/inf, broadcasting parameters, the compiled path's fallback, the settings and the
 layout helpers. The Triton path has its own tests (test_triton_kernels.py); torch.compile,
@@ -23,22 +24,25 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 import actplug
-import actplug.functional as F
+import actplug.functional as lean
 import actplug.kernels as K
-from actplug.kernels import compiled as kcompiled
-from actplug.kernels import dispatch, layout, settings
+from actplug.functional import reference as F
+from actplug.kernels import build, dispatch, layout, settings
+from actplug.kernels import cpu as kcpu
+from actplug.kernels.compiler import Compiler, Job
 
 F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
 HALF_TYPES = (F16, BF16)
 DTYPE_IDS = {F64: "f64", F32: "f32", BF16: "bf16", F16: "f16"}
 
-# The settings that select each CPU path for every tensor, however small.
-PATHS = {"eager": {"cpu": "eager"}, "compiled": {"cpu": "compiled", "cpu_min_numel": 0}}
+# The settings that select each CPU path for every tensor, however small; the compiled path compiles
+# each kernel on the first call that needs it (not in the background), so that this call runs it too.
+PATHS = {"eager": {"cpu": "eager"}, "compiled": {"cpu": "compiled", "cpu_min_numel": 0, "compile": "sync"}}
 BOTH = list(PATHS)
 # The eager path runs every parameter case in every dtype. The compiled path compiles one kernel per
-# (function, dtype, flags, constant such as alpha), so it runs fewer, richer cases: the paper's
-# defaults (alpha = 0.25, as in the other compiled tests) in float32 and bfloat16 (float64 is in
-# gradcheck, float16 in the half-precision tests).
+# (activation, pass, dtype, wanted gradients, blocked or not), whatever the parameter values (they
+# enter as 0-d tensors), each a few seconds, so it runs fewer, richer cases: the paper's defaults in
+# float32 and bfloat16 (float64 is in gradcheck, float16 in the half-precision tests).
 EAGER_DTYPES = (F64, F32, BF16, F16)
 COMPILED_DTYPES = (F32, BF16)
 
@@ -78,7 +82,7 @@ SMOOTH_MODULES = {
 # Autograd of the plain math keeps several input-sized tensors for these; the kernels keep x alone.
 SAVES_MORE_IN_PLAIN_MATH = ("smu", "pflu", "lpflu", "gish", "ash")
 
-# A known bug in actplug.functional (the kernels share its math); strict, so a fix shows up as XPASS.
+# A known bug in actplug.functional.reference (the kernels share its math); strict, so a fix shows up as XPASS.
 ASH_VARIANCE_OVERFLOW_BUG = (
     "ash_stats squares x in float32: the variance of a sample holding |x| > ~1.8e19 overflows to inf, "
     "and the output and gradients become NaN for finite inputs"
@@ -86,7 +90,8 @@ ASH_VARIANCE_OVERFLOW_BUG = (
 
 
 def kfn(name: str):
-    return getattr(K, name)
+    """The memory-lean function (kernels) of ``name``; ``getattr(F, name)`` is its plain math."""
+    return getattr(lean, name)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -259,20 +264,13 @@ def test_functional_kernels_match_reference_and_plain_math(name, params, path, d
 
 
 @pytest.mark.parametrize("name", R.ELEMENTWISE)
-def test_blocked_compiled_path_matches_reference_and_plain_math(name, compiled_calls, monkeypatch):
-    """Flat lengths that are a multiple of compiled.BLOCK run as (rows, BLOCK) with fused formulas
-    (:mod:`actplug.kernels.fused_math`); they must match like the 1-D path, special values included."""
+def test_blocked_compiled_path_matches_reference_and_plain_math(name, compiled_calls):
+    """Flat lengths that are a multiple of cpu.BLOCK run as (rows, BLOCK) with the fused CPU forms
+    (the declarations' :class:`actplug.declaration.Fused`); they must match like the 1-D path, special
+    values included."""
     params = R.FUNCTIONAL_CASES[name][0]
-    x = special_input((2 * kcompiled.BLOCK // 4,), F32).reshape(2, -1)
+    x = special_input((2 * kcpu.BLOCK // 4,), F32).reshape(2, -1)
     w = torch.randn(x.shape, dtype=F64).to(F32)
-    blocked: list[bool] = []
-    real = kcompiled._call_args
-
-    def spy(args, is_blocked):
-        blocked.append(is_blocked)
-        return real(args, is_blocked)
-
-    monkeypatch.setattr(kcompiled, "_call_args", spy)
 
     def run(fn):
         xi = x.clone().requires_grad_()
@@ -283,7 +281,9 @@ def test_blocked_compiled_path_matches_reference_and_plain_math(name, compiled_c
 
     with K.use(**PATHS["compiled"]):
         kernel = run(kfn(name))
-    assert compiled_calls and blocked == [True, True], "forward and backward both ran blocked"
+    needs = "".join(f"_{k}" for k in R.TENSOR_PARAMS[name])
+    blocked = [f"{name}_forward_float32_blocked", f"{name}_backward_float32{needs}_blocked"]
+    assert sorted(compiled_calls) == sorted(blocked), "forward and backward both ran blocked, once each"
     check_against_reference_and_plain(
         name, x, w, "compiled", kernel, run(getattr(F, name)), params, R.TENSOR_PARAMS[name]
     )
@@ -401,8 +401,10 @@ def test_layouts_and_output_strides(name, path, kind, compiled_calls):
     with K.use(**PATHS[path]):
         out = m(xk)
         (out * w).sum().backward()
-    if x.numel() > 0 and not (name == "ash" and x.ndim == 0):  # a 0-d ASH is plain math: its own sample
+    if x.numel() > 1:
         assert_path_taken(path, compiled_calls)
+    else:  # the fast paths leave a single element (0-d) to the plain math, and a 0-d ASH is its own sample
+        assert_path_taken("eager", compiled_calls)
     assert out.shape == x.shape and out.dtype == x.dtype
     if dense:
         assert out.stride() == x.stride(), f"{kind}: strides {out.stride()} != input's {x.stride()}"
@@ -705,7 +707,7 @@ def test_per_channel_parameters_broadcast(name, dtype, compiled_calls):
         out = kfn(name)(x, **fixed, **p)
         (out * w).sum().backward()
     assert not compiled_calls
-    assert dispatch.fast_path(x, tuple(p.values())) == "eager"
+    assert dispatch.fast_path(x, tuple(p.values()), triton=True) == "eager"
 
     x64 = x.detach().to(F64).requires_grad_()
     p64 = {k: v.detach().to(F64).requires_grad_() for k, v in p.items()}
@@ -745,22 +747,6 @@ def test_functorch_transforms_use_the_plain_math(name, compiled_calls):
 
 
 @pytest.fixture
-def fresh_compiled_state():
-    """Empty compile caches of actplug.kernels.compiled for the test, the previous ones afterwards."""
-    caches = (kcompiled._compiled, kcompiled._broken, kcompiled._seen, kcompiled._direct)
-    saved = [cache.copy() for cache in caches]
-    announced = kcompiled._announced
-    for cache in caches:
-        cache.clear()
-    kcompiled._announced = False
-    yield
-    for cache, before in zip(caches, saved, strict=True):
-        cache.clear()
-        cache.update(before)
-    kcompiled._announced = announced
-
-
-@pytest.fixture
 def actplug_log():
     """The records logged on the "actplug" logger during the test."""
     records: list[logging.LogRecord] = []
@@ -779,37 +765,36 @@ def actplug_log():
     logger.setLevel(previous)
 
 
-class _TorchWithBrokenCompile:
-    """``torch`` as actplug.kernels.compiled sees it, with a torch.compile whose result always raises."""
-
-    def __init__(self):
-        self.compiled: list[str] = []
-
-    def compile(self, fn, **kwargs):
-        self.compiled.append(fn.__name__)
-
-        def broken(*args):
-            raise RuntimeError("simulated: no working C++ compiler\nsecond line")
-
-        return broken
-
-    def __getattr__(self, name):
-        return getattr(torch, name)
+@pytest.fixture
+def cleared_compiler():
+    """The process's compiler (``actplug.kernels.compiler``) emptied for the test and again after it, so
+    that what the test compiled, or failed to, serves no other test."""
+    K.compiler.clear()
+    yield K.compiler
+    K.compiler.clear()
 
 
-def test_compile_failure_falls_back_to_the_plain_math(fresh_compiled_state, actplug_log, monkeypatch):
-    fake = _TorchWithBrokenCompile()
-    monkeypatch.setattr(kcompiled, "torch", fake)
+def test_compile_failure_falls_back_to_the_plain_math(cleared_compiler, actplug_log, monkeypatch, tmp_path):
+    """A kernel that does not compile (no C++ compiler, say) is reported once, on one line, and every call
+    runs the plain math, with the same values and gradients."""
+    compiled: list[str] = []
+
+    def broken(graph, signature, hints, device, out):
+        compiled.append(out.name.rsplit("-", 1)[0])
+        raise RuntimeError("simulated: no working C++ compiler\nsecond line")
+
+    monkeypatch.setenv("ACTPLUG_CACHE_DIR", str(tmp_path))  # nothing compiled earlier is found
+    monkeypatch.setattr(build, "compile_graph", broken)
     x = torch.randn(3, 4, 5)
     with K.use(**PATHS["compiled"]):
         results = []
         for _ in range(3):
             xk = x.clone().requires_grad_()
             mu = torch.tensor(2.5, requires_grad=True)
-            out = K.smu(xk, 0.25, mu)
+            out = lean.smu(xk, 0.25, mu)
             out.sum().backward()
             results.append((out.detach(), xk.grad, mu.grad))
-        ash_out = K.ash(x, 0.3, 0.8)
+        ash_out = lean.ash(x, 0.3, 0.8)
     xp = x.clone().requires_grad_()
     mu = torch.tensor(2.5, requires_grad=True)
     expected = F.smu(xp, 0.25, mu)
@@ -820,46 +805,68 @@ def test_compile_failure_falls_back_to_the_plain_math(fresh_compiled_state, actp
         torch.testing.assert_close(gmu, mu.grad)
     torch.testing.assert_close(ash_out, F.ash(x, 0.3, 0.8))
 
-    compiled_once = ["_smu_fused_forward", "_smu_fused_backward", "rows_forward"]
-    assert fake.compiled == compiled_once, "compiled once each, then left"
-    failures = [r.getMessage() for r in actplug_log if "could not compile" in r.getMessage()]
+    compiled_once = ["smu_forward_float32", "smu_backward_float32_mu", "ash_forward_float32"]
+    assert compiled == compiled_once, "compiled once each, then left"
+    failures = [r.getMessage() for r in actplug_log if "could not be compiled" in r.getMessage()]
     assert len(failures) == len(compiled_once), failures
-    for fn_name, message in zip(fake.compiled, failures, strict=True):
-        assert fn_name in message and "simulated: no working C++ compiler" in message
+    for label, message in zip(compiled, failures, strict=True):
+        assert label in message and "simulated: no working C++ compiler" in message
         assert "second line" not in message
-    assert all(r.levelno == logging.WARNING for r in actplug_log if "could not compile" in r.getMessage())
-    assert {f.__name__ for f in kcompiled._broken} == set(fake.compiled)
+    assert all(r.levelno == logging.WARNING for r in actplug_log if "could not be compiled" in r.getMessage())
+    error = "could not be compiled (RuntimeError: simulated: no working C++ compiler)"
+    assert [(k["label"], k["state"], k["error"]) for k in cleared_compiler.status()] == [
+        (label, "failed", error) for label in compiled_once
+    ]
+    assert not cleared_compiler.calls, "no compiled kernel served a call"
 
 
-def _tagged(x, tag):
-    """A trivial kernel that dynamo compiles anew for each tag (one guard per string)."""
-    return x * 2.0 + (len(tag) - len(tag))
+def _doubled(x):
+    return (x * 2.0,)
 
 
-def test_compiled_kernels_survive_many_recompilations(fresh_compiled_state, actplug_log):
-    """A kernel meets many (dtype, flags, size-1) signatures; torch.compile's default limit of 8
-    recompilations per function must not turn the fast path off (with fullgraph=True it raises)."""
-    x = torch.arange(5.0)
-    for i in range(12):
-        assert torch.equal(kcompiled.run(_tagged, x, f"tag{i}"), x * 2)
-    assert _tagged not in kcompiled._broken
-    assert not [r for r in actplug_log if "could not compile" in r.getMessage()]
-    announcements = [r for r in actplug_log if "compiling fused CPU kernels" in r.getMessage()]
+def test_kernels_compile_in_the_background_and_then_serve(actplug_log, tmp_path):
+    """Kernels met with compiling in the background are compiled by the compile server while the calls
+    that met them run the eager math; once built they serve, and compiling is announced once."""
+    compiler = Compiler(directory=tmp_path)
+    x = torch.arange(6.0)
+    functions = [_doubled, lambda t: (t + 1.0,), lambda t: (t * t,)]
+
+    def job(i):
+        return lambda: Job.like(functions[i], f"kernel_{i}", [x], [(0, 0, 0)])
+
+    with K.use(compile="background"):
+        for i in range(3):
+            assert compiler.get(("k", i), job(i)) is None, "queued: the caller runs the eager math"
+        assert compiler.wait(timeout=600)
+        for i in range(3):
+            kernel = compiler.get(("k", i), job(i))
+            assert kernel is not None, (i, compiler.status())
+            torch.testing.assert_close(compiler.run(("k", i), kernel, [x])[0], functions[i](x)[0])
+    assert [(k["label"], k["state"]) for k in compiler.status()] == [(f"kernel_{i}", "ready") for i in range(3)]
+    assert compiler.calls == {f"kernel_{i}": 1 for i in range(3)}
+    assert not [r for r in actplug_log if "could not" in r.getMessage()]
+    announcements = [r for r in actplug_log if "compiling fused kernels in a compile server" in r.getMessage()]
     assert len(announcements) == 1, "the first compilation is announced, once"
-    assert announcements[0].levelno == logging.WARNING
+    assert announcements[0].levelno == logging.INFO
+    assert sorted(p.suffix for p in tmp_path.glob("kernel_*")) == [".bin"] * 3 + [".graph"] * 3 + [".lock"] * 3
 
 
-@pytest.mark.parametrize("name", ["pflu", "ash"])
+@pytest.mark.parametrize("name", ["pflu", "ash", "smu"])
 def test_one_compiled_kernel_serves_every_shape_layout_and_grad_mode(name, compiled_calls):
-    """dynamo guards on a view's base and on the grad mode: the kernels must not see either, or each
-    new activation shape or layout (and every call outside an autograd Function) compiles again."""
-    from torch._dynamo.utils import counters
+    """Sizes are dynamic and every input the kernels see is a contiguous view (flat, rows of a block, ASH's
+    rows): each new activation shape or layout, and calls inside and outside an autograd Function, are
+    served by the same kernels. Every parameter is a 0-d tensor input: one SMU kernel serves every alpha."""
 
-    def call(x, grad):
+    def call(x, grad, **params):
         xi = x.detach().requires_grad_(grad)
-        out = kfn(name)(xi)
+        out = kfn(name)(xi, **params)
         if grad:
             (out * torch.randn(out.shape)).sum().backward()
+        return out.detach()
+
+    def kernels():
+        """This activation's kernels: one record each (label, state, compile seconds)."""
+        return [k for k in K.status() if k["label"].startswith(f"{name}_")]
 
     base = sample_input(name, (2, 3, 4, 5))
     inputs = [
@@ -869,20 +876,31 @@ def test_one_compiled_kernel_serves_every_shape_layout_and_grad_mode(name, compi
         base[:, :, 1:],
         sample_input(name, (4, 6, 8)).permute(2, 0, 1),
         sample_input(name, (9, 10, 3)),
+        sample_input(name, (6, 7)).t(),  # ASH's rows of it are copied to contiguous ones: the same kernels
     ]
-    if name != "ash":  # ASH's rows of a transposed matrix are a column-major view: one more kernel
-        inputs.append(sample_input(name, (6, 7)).t())
     with K.use(**PATHS["compiled"]):
         for grad in (False, True):  # the first forward and backward of this dtype may compile
             call(base, grad)
-        before = counters["stats"]["unique_graphs"]
+        ready = kernels()
         for x in inputs:
             for grad in (False, True):
                 call(x, grad)
             with torch.no_grad():
                 kfn(name)(x)
-    assert len(compiled_calls) >= 3 * len(inputs)
-    assert counters["stats"]["unique_graphs"] == before, "a new shape, layout or grad mode compiled again"
+        assert len(compiled_calls) >= 3 * len(inputs)
+        assert kernels() == ready, "a new shape, layout or grad mode compiled a kernel again"
+        if name == "smu":
+            # a second alpha: the same kernels (one per label, ready), no new entry, no compile
+            labels = [k["label"] for k in ready]
+            assert {"smu_forward_float32", "smu_backward_float32"} <= set(labels)
+            assert len(labels) == len(set(labels)) and all(k["state"] == "ready" for k in ready), ready
+            for alpha in (0.25, 0.01):
+                compiled_calls.clear()
+                for grad in (False, True):
+                    out = call(base, grad, alpha=alpha)
+                    torch.testing.assert_close(out, F.smu(base, alpha=alpha), rtol=2e-6, atol=1e-6)
+                assert sorted(compiled_calls) == ["smu_backward_float32", *["smu_forward_float32"] * 2], alpha
+            assert kernels() == ready, "a new alpha compiled a kernel again"
 
 
 @pytest.mark.parametrize("name", ["smu", "ash"])
@@ -892,17 +910,17 @@ def test_cpu_min_numel_is_the_threshold(name, compiled_calls):
     for threshold, expected in ((n + 1, "eager"), (n, "compiled"), (settings.DEFAULT_CPU_MIN_NUMEL, "eager")):
         compiled_calls.clear()
         with K.use(cpu="compiled", cpu_min_numel=threshold):
-            assert dispatch.fast_path(x, ()) == expected
+            assert dispatch.fast_path(x, (), triton=True) == expected
             out = kfn(name)(x)
         assert bool(compiled_calls) == (expected == "compiled"), threshold
         torch.testing.assert_close(out, getattr(F, name)(x))
     with K.use(cpu="eager", cpu_min_numel=0):
-        assert dispatch.fast_path(x, ()) == "eager"
-        assert dispatch.fast_path(torch.empty(0), ()) == "eager"
+        assert dispatch.fast_path(x, (), triton=True) == "eager"
+        assert dispatch.fast_path(torch.empty(0), (), triton=True) == "eager"
     with K.use(cpu="compiled", cpu_min_numel=0):
-        assert dispatch.fast_path(torch.empty(0, 3), ()) == "eager"
-        assert dispatch.fast_path(x, (torch.ones(()), torch.ones(1))) == "compiled"
-        assert dispatch.fast_path(x, (torch.ones(3, 1, 1),)) == "eager"
+        assert dispatch.fast_path(torch.empty(0, 3), (), triton=True) == "eager"
+        assert dispatch.fast_path(x, (torch.ones(()), torch.ones(1)), triton=True) == "compiled"
+        assert dispatch.fast_path(x, (torch.ones(3, 1, 1),), triton=True) == "eager"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -919,13 +937,13 @@ def test_bad_settings_raise_with_a_clear_message(monkeypatch):
         ({"cpu_min_numel": -1}, ValueError, r"cpu_min_numel=-1 must be an int >= 0"),
         ({"cpu_min_numel": 1.5}, ValueError, r"cpu_min_numel=1.5 must be an int"),
         ({"cpu_min_numel": True}, ValueError, r"cpu_min_numel=True must be an int"),
-        ({"cpu_pool_mb": -1}, ValueError, r"cpu_pool_mb=-1 must be an int >= 0 \(MiB; 0 turns the pool off\)"),
-        ({"cpu_pool_mb": True}, ValueError, r"cpu_pool_mb=True must be an int"),
+        ({"compile": "later"}, ValueError, r"compile='later' is not one of \('background', 'sync'\)"),
         (
             {"gpu": "eager"},
             TypeError,
-            r"unknown setting\(s\) \['gpu'\]; the settings are \['cpu', 'cpu_min_numel', 'cpu_pool_mb'",
+            r"unknown setting\(s\) \['gpu'\]; the settings are \['compile', 'cpu', 'cpu_min_numel', 'cuda'\]",
         ),
+        ({"cpu_pool_mb": 64}, TypeError, r"unknown setting\(s\) \['cpu_pool_mb'\]"),  # the output pool is gone
         ({"cpu": "triton"}, ValueError, r"TRITON_INTERPRET=1"),
     ]
     for changes, error, match in cases:
@@ -956,33 +974,35 @@ def test_configure_changes_the_settings_for_good():
     before = K.current()
     try:
         changed = K.configure(cpu="eager", cpu_min_numel=11)
-        assert changed == K.current() == settings.KernelSettings(cpu="eager", cuda=before.cuda, cpu_min_numel=11)
+        expected = settings.KernelSettings(cpu="eager", cuda=before.cuda, cpu_min_numel=11, compile=before.compile)
+        assert changed == K.current() == expected
         with K.use(cpu="compiled"):
             assert K.current().cpu_min_numel == 11
         assert K.current() == changed
     finally:
-        K.configure(cpu=before.cpu, cuda=before.cuda, cpu_min_numel=before.cpu_min_numel)
+        K.configure(cpu=before.cpu, cuda=before.cuda, cpu_min_numel=before.cpu_min_numel, compile=before.compile)
     assert K.current() == before
 
 
 def test_settings_from_the_environment(monkeypatch):
-    for var in ("ACTPLUG_CPU_KERNELS", "ACTPLUG_CUDA_KERNELS", "ACTPLUG_CPU_MIN_NUMEL", "ACTPLUG_CPU_POOL_MB"):
+    for var in ("ACTPLUG_CPU_KERNELS", "ACTPLUG_CUDA_KERNELS", "ACTPLUG_CPU_MIN_NUMEL", "ACTPLUG_COMPILE"):
         monkeypatch.delenv(var, raising=False)
     assert settings._from_environment() == settings.KernelSettings()
-    assert settings.KernelSettings() == settings.KernelSettings("compiled", "triton", settings.DEFAULT_CPU_MIN_NUMEL)
+    assert settings.KernelSettings() == settings.KernelSettings(
+        "compiled", "triton", settings.DEFAULT_CPU_MIN_NUMEL, "background"
+    )
     monkeypatch.setenv("ACTPLUG_CPU_KERNELS", "eager")
     monkeypatch.setenv("ACTPLUG_CUDA_KERNELS", "eager")
     monkeypatch.setenv("ACTPLUG_CPU_MIN_NUMEL", "5")
     assert settings._from_environment() == settings.KernelSettings("eager", "eager", 5)
-    monkeypatch.setenv("ACTPLUG_CPU_POOL_MB", "0")
-    assert settings._from_environment() == settings.KernelSettings("eager", "eager", 5, cpu_pool_mb=0)
-    monkeypatch.setenv("ACTPLUG_CPU_POOL_MB", "lots")
-    with pytest.raises(ValueError, match=r"ACTPLUG_CPU_POOL_MB='lots' must be an integer"):
+    monkeypatch.setenv("ACTPLUG_COMPILE", "sync")
+    assert settings._from_environment() == settings.KernelSettings("eager", "eager", 5, compile="sync")
+    monkeypatch.setenv("ACTPLUG_COMPILE", "later")
+    with pytest.raises(ValueError, match=r"compile='later' is not one of \('background', 'sync'\)"):
         settings._from_environment()
-    monkeypatch.setenv("ACTPLUG_CPU_POOL_MB", "-5")
-    with pytest.raises(ValueError, match=r"cpu_pool_mb=-5 must be an int >= 0"):
-        settings._from_environment()
-    monkeypatch.delenv("ACTPLUG_CPU_POOL_MB")
+    monkeypatch.delenv("ACTPLUG_COMPILE")
+    monkeypatch.setenv("ACTPLUG_CPU_POOL_MB", "0")  # the removed output pool's variable is ignored
+    assert settings._from_environment() == settings.KernelSettings("eager", "eager", 5)
     monkeypatch.setenv("ACTPLUG_CPU_MIN_NUMEL", "lots")
     with pytest.raises(ValueError, match="ACTPLUG_CPU_MIN_NUMEL='lots' must be an integer"):
         settings._from_environment()

@@ -20,9 +20,12 @@ import torch
 from torch import nn
 
 import actplug
+import actplug.functional as lean
 import actplug.kernels as K
+from actplug.functional import reference
 
-PATHS = {"eager": {"cpu": "eager"}, "compiled": {"cpu": "compiled", "cpu_min_numel": 0}}
+# the compiled path compiles each kernel on the first call that needs it, not in the background
+PATHS = {"eager": {"cpu": "eager"}, "compiled": {"cpu": "compiled", "cpu_min_numel": 0, "compile": "sync"}}
 BOTH = list(PATHS)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,6 +50,8 @@ def conv_then(*names: str, channels: int = 4) -> nn.Sequential:
 
 @pytest.fixture
 def fresh_dynamo():
+    """A fresh dynamo for the test, and again after it (actplug's compiled kernels are compiled again after
+    a reset: test_compiled_kernels_keep_serving_after_dynamo_resets)."""
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()
@@ -92,6 +97,22 @@ def test_compile_fullgraph_of_all_eight_matches_eager(compiled_calls):
         assert {"1.mu", "2.mu", "7.alpha", "7.beta", "8.z", "8.alpha"} <= gp.keys()
         for key in gp:
             torch.testing.assert_close(c_gp[key], gp[key], rtol=1e-4, atol=1e-4, msg=f"{path}: {key}")
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_compiled_kernels_keep_serving_after_dynamo_resets(compiled_calls):
+    """A process that resets dynamo now and then (notebooks, test suites, torch.compile users) keeps the
+    compiled kernels (they are artifacts of their own, not dynamo's graphs): the values are right on
+    every call, and every call after a reset is served."""
+    x = torch.randn(4, 12)
+    with K.use(**PATHS["compiled"]):
+        lean.pflu(x)  # compiled on this first call
+        for reset in range(1, 4):
+            torch._dynamo.reset()
+            compiled_calls.clear()
+            for _ in range(2):
+                torch.testing.assert_close(lean.pflu(x), reference.pflu(x))
+            assert compiled_calls, f"after reset {reset} the kernel serves no call: {K.status()}"
 
 
 # --------------------------------------------------------------------------------------------------

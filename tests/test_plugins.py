@@ -24,6 +24,7 @@ from torch import nn
 
 import actplug
 from actplug import ActplugPluginWarning, Registry
+from actplug.declaration import Activation
 from actplug.plugins import builtin
 
 BUILTINS = ["ash", "fpflu", "gish", "lpflu", "pflu", "smu", "smu1", "srelu"]
@@ -121,18 +122,20 @@ def test_builtin_plugin_is_published_as_an_entry_point():
 
 
 def test_builtin_hook_only_uses_the_public_register_call():
+    """The built-in plugin registers each of its declarations through the public ``registry.declare``."""
     calls = []
 
-    class Recorder:
-        def register(self, name, module_cls, aliases=(), override=False, **metadata):
-            calls.append((name, module_cls, tuple(aliases), override, sorted(metadata)))
+    class Recorder:  # only the public call: anything else the hook touched would raise AttributeError
+        def declare(self, declaration, override=False):
+            calls.append((declaration, override))
 
     assert hasattr(builtin.actplug_register_activations, "actplug_impl")
     builtin.actplug_register_activations(registry=Recorder())
-    assert sorted(c[0] for c in calls) == BUILTINS
-    assert all(not c[3] for c in calls)
-    assert all({"paper", "formula", "functional", "approximates"} <= set(c[4]) for c in calls)
-    assert dict((c[0], c[2]) for c in calls)["smu1"] == ("smu-1", "smu_1")
+    assert sorted(d.name for d, _ in calls) == BUILTINS
+    assert all(isinstance(d, Activation) for d, _ in calls)
+    assert all(not override for _, override in calls)
+    assert all(d.paper and d.formula and d.approximates for d, _ in calls)
+    assert {d.name: d.aliases for d, _ in calls}["smu1"] == ("smu-1", "smu_1")
 
 
 def test_hookspec_is_the_contract():

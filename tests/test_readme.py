@@ -48,11 +48,25 @@ def test_plugin_example_registers_through_the_hook():
     exec(compile(PYTHON_BLOCKS[2], "README plugin example", "exec"), plugin.__dict__)
     registry = actplug.Registry(entry_point_group=None)
     assert registry.add_plugin(plugin, name="readme")
-    module = registry.create("SWISHY-1.5")
-    x = torch.linspace(-3, 3, 13)
-    torch.testing.assert_close(module(x), x * torch.sigmoid(1.5 * x))
-    assert registry.info("swishy").plugin == "readme"
-    assert "swishy" not in actplug.names()  # a private registry leaves the global one untouched
+    x = torch.linspace(-3, 3, 13, dtype=torch.float64)
+    torch.testing.assert_close(registry.create("serf").double()(x), x * torch.erf(torch.log1p(torch.exp(x))))
+    module = registry.create("SWISH-BETA", beta=1.5)
+    assert isinstance(module.beta, torch.nn.Parameter)
+    torch.testing.assert_close(module(x.float()), x.float() * torch.sigmoid(1.5 * x.float()))
+    assert registry.info("swish_beta").plugin == "readme" and registry.info("swish_beta").parameters == ("beta",)
+    assert registry.info("serf").declaration is not None  # a formula: the generated module and kernels
+    assert "serf" not in actplug.names()  # a private registry leaves the global one untouched
+
+
+def test_plugin_section_is_the_example_package():
+    """The README's plugin code is examples/plugin/actplug_serf.py's, less its docstrings and Serf's backward."""
+    source = (ROOT / "examples" / "plugin" / "actplug_serf.py").read_text()
+    for line in ("def serf(x):", "return x * torch.erf(F.softplus(x))", "def swish_beta(x, beta):"):
+        assert line in PYTHON_BLOCKS[2] and line in source
+    assert (
+        'serf = "actplug_serf"' in README
+        and 'serf = "actplug_serf"' in (ROOT / "examples/plugin/pyproject.toml").read_text()
+    )
 
 
 def test_demo_commands_are_the_makefile_demo():

@@ -1,4 +1,4 @@
-"""The Triton kernels (actplug.kernels.triton_kernels) against the float64 plain math.
+"""The Triton kernels (actplug.kernels.cuda.triton) against the float64 plain math.
 
 Without a GPU they run on CPU tensors under the Triton interpreter (conftest sets TRITON_INTERPRET=1),
 which runs Python per program: tensors stay small and tests pass a small block size, so that tails and
@@ -16,16 +16,16 @@ import triton
 import triton.language as tl
 
 import actplug
-import actplug.functional as F
 from actplug import kernels
+from actplug.functional import reference as F
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # tests/conftest.py sets TRITON_INTERPRET=1 without a GPU, before anything imports triton
 assert DEVICE == "cuda" or os.environ.get("TRITON_INTERPRET") == "1", "run the tests with TRITON_INTERPRET=1"
 
-import actplug.kernels.triton_kernels as tk  # noqa: E402
-from actplug.kernels.triton_kernels import _ash, _elementwise  # noqa: E402
-from actplug.kernels.triton_kernels import _math as M  # noqa: E402
+import actplug.kernels.cuda.triton as tk  # noqa: E402
+from actplug.kernels.cuda.triton import _ash, _elementwise  # noqa: E402
+from actplug.kernels.cuda.triton import _math as M  # noqa: E402
 
 # The interpreter computes with numpy, which warns about the inf and NaN that the special-value tests
 # feed in on purpose.
@@ -61,17 +61,26 @@ CASES = {
 LIVELY = {"smu": ((2.5,), (0.01,)), "smu1": ((0.3,), (0.25,)), "lpflu": ((0.2,), ()), "srelu": ((1.3, 0.4), ())}
 
 
-# name -> (forward(x, *params, *consts), backward(x, grad, *params, *consts, *needs) -> (dx, *param_grads))
-# of the plain math, in the kernels' argument order
+# name -> (forward(x, *params, *consts), backward(x, grad, *params, *consts)) of the plain math
+# (actplug.functional.reference), in the kernels' argument order, every parameter's gradient wanted
 PLAIN = {
-    "smu": (lambda x, mu, a: F.smu(x, a, mu), lambda x, g, mu, a, n: F.smu_backward(x, g, a, mu, n)),
-    "smu1": (lambda x, mu, a: F.smu1(x, a, mu), lambda x, g, mu, a, n: F.smu1_backward(x, g, a, mu, n)),
-    "pflu": (F.pflu, lambda x, g: (F.pflu_backward(x, g),)),
-    "lpflu": (F.lpflu, F.lpflu_backward),
-    "fpflu": (F.fpflu, lambda x, g: (F.fpflu_backward(x, g),)),
-    "gish": (F.gish, lambda x, g: (F.gish_backward(x, g),)),
-    "srelu": (F.srelu, F.srelu_backward),
+    "smu": (lambda x, mu, a: F.smu(x, a, mu), lambda x, g, mu, a: F.smu_backward(x, g, a, mu, needs=("mu",))),
+    "smu1": (lambda x, mu, a: F.smu1(x, a, mu), lambda x, g, mu, a: F.smu1_backward(x, g, a, mu, needs=("mu",))),
+    "pflu": (F.pflu, F.pflu_backward),
+    "lpflu": (F.lpflu, lambda x, g, a: F.lpflu_backward(x, g, a, needs=("negative_slope",))),
+    "fpflu": (F.fpflu, F.fpflu_backward),
+    "gish": (F.gish, F.gish_backward),
+    "srelu": (F.srelu, lambda x, g, a, b: F.srelu_backward(x, g, a, b, needs=("alpha", "beta"))),
 }
+
+
+def _plain_backward(name, *args):
+    """The plain backward of ``name`` as ``(dx, *parameter gradients)``, in the kernel's parameter order."""
+    found = PLAIN[name][1](*args)
+    if isinstance(found, torch.Tensor):
+        return (found,)
+    dx, grads = found
+    return (dx, *(grads[p] for p in tk.ACTIVATIONS[name].params))
 
 
 def _params(values):
@@ -80,14 +89,14 @@ def _params(values):
 
 def _reference(name, x, g, params, consts):
     """float64 plain math: y, dx and the per-element terms of every parameter gradient."""
-    forward, backward = PLAIN[name]
+    forward = PLAIN[name][0]
     # on the CPU: CUDA's float64 hypot overflows where the CPU's does not (SMU-1 at +-inf)
     x64, g64 = x.double().cpu(), g.double().cpu()
     p64 = tuple(torch.as_tensor(p, dtype=torch.float64) for p in params)
     y = forward(x64, *p64, *consts)
     # each parameter expanded to x's shape: the plain backward then returns its per-element terms
     expanded = tuple(p.expand_as(x64).clone() for p in p64)
-    dx, *terms = backward(x64, g64, *expanded, *consts, *([True] * len(params)))
+    dx, *terms = _plain_backward(name, x64, g64, *expanded, *consts)
     return y, dx, terms
 
 

@@ -1,4 +1,4 @@
-"""Fit the rational functions behind the fused CPU kernels (``actplug/kernels/fused_math.py``).
+"""Fit the rational functions behind the fused CPU kernels (``actplug/activations/_rational.py``).
 
 Library exp, log and erf cost several times a multiply-add when vectorised; on a bounded range a
 rational function does the same job with a dozen fused multiply-adds and one division. Each target
@@ -11,7 +11,7 @@ here is ``f(x) = x P(t) / Q(t)`` with Q(0) = 1 and t in [0, 1] a simple function
 
 The fit minimises the relative error of f on Chebyshev nodes: Sanathanan-Koerner iterations
 (the linearised problem reweighted by 1 / |Q|), then Lawson iterations toward the minimax solution,
-against mpmath values at 30 digits. It prints the coefficients to paste into fused_math.py, and the
+against mpmath values at 30 digits. It prints the coefficients to paste into _rational.py, and the
 errors of the fit in float64 and of its float32 evaluation (Horner with fused multiply-adds, as
 the kernels compile).
 

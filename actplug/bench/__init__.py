@@ -66,12 +66,11 @@ def run_benchmark(
 
     Keys: ``machine``, ``config``, ``activations`` (per name: ``path``, ``forward`` and
     ``forward_backward`` with ``median_ms``/``samples_ms`` per candidate, ``vs_relu``,
-    ``ours_vs_naive``, ``ours_vs_compiled``; ``saved`` bytes and ratios; ``targets``),
-    ``cpu_pool_held_bytes`` (what :mod:`actplug.kernels.pool` kept after the activations) and
-    ``model`` (None with ``model_row=False``).
+    ``ours_vs_naive``, ``ours_vs_compiled``; ``saved`` bytes and ratios; ``targets``) and
+    ``model`` (None with ``model_row=False``). Every candidate's memory is treated alike: all fresh
+    pages, or all reused.
     """
     import actplug.kernels
-    import actplug.kernels.pool
 
     device = torch.device(device)
     timing.check_memory_mode(memory)
@@ -99,7 +98,7 @@ def run_benchmark(
                 "cpu": settings.cpu,
                 "cuda": settings.cuda,
                 "cpu_min_numel": settings.cpu_min_numel,
-                "cpu_pool_mb": settings.cpu_pool_mb,
+                "compile": settings.compile,
             },
         },
         "activations": {},
@@ -111,9 +110,6 @@ def run_benchmark(
         )
         record["targets"] = [t.as_dict() for t in targets.evaluate(record, device.type)]
         result["activations"][record["name"]] = record
-    # what the CPU output pool kept for the outputs it served (actplug.kernels.pool): memory the
-    # fresh-mode times of ours do not pay to fault in
-    result["cpu_pool_held_bytes"] = actplug.kernels.pool.held_bytes()
     if model_row:
         result["model"] = model.bench_model(
             list(result["activations"]), device, dtype, batch, image_size, model_repeats, memory=memory, log=log

@@ -120,12 +120,6 @@ def print_report(result: dict[str, Any], console: Console | None = None) -> None
     if result["config"]["device"] == "cuda" and tuple(result["config"]["shape"]) != targets_mod.CUDA_REFERENCE_SHAPE:
         shape = "x".join(map(str, targets_mod.CUDA_REFERENCE_SHAPE))
         console.print(f"note: the CUDA targets are stated for {shape}; this run used another shape", highlight=False)
-    if result.get("cpu_pool_held_bytes"):
-        console.print(
-            f"note: actplug's CPU output pool kept {_mb(result['cpu_pool_held_bytes'])} MiB to reuse "
-            "(ACTPLUG_CPU_POOL_MB=0 turns it off)",
-            highlight=False,
-        )
     if result.get("model"):
         console.print(model_table(result))
 
@@ -185,6 +179,6 @@ def _memory_note(config: dict[str, Any]) -> str:
         return ""
     if config.get("memory") == "reused":
         return ", freed memory reused"
-    if config.get("kernels", {}).get("cpu_pool_mb"):
-        return ", fresh pages per call (ours: outputs from 32 MiB reused from actplug's pool)"
+    if config.get("kernels", {}).get("cpu_pool_mb"):  # JSON of older versions, which kept an output pool
+        return ", fresh pages per call (ours: outputs from 32 MiB reused from actplug's pool: an allocator's ratio)"
     return ", fresh pages per call"

@@ -1,38 +1,44 @@
-"""Functional twins of every built-in activation: plain, stateless tensor functions.
+"""Functional twins of every activation: the memory-lean functions the modules run.
 
-Each has the same name as its module in :mod:`actplug.nn` and registry entry
-(``actplug.functional.smu(x, alpha, mu)`` is what ``actplug.nn.SMU`` computes), and a
-``*_backward`` twin with its analytic gradients from x alone. This is the reference math that
-autograd and ``torch.compile`` see; :mod:`actplug.kernels` holds the fast, memory-lean twins
-(same signatures) that the modules call.
+``actplug.functional.smu(x, alpha, mu)`` computes what ``actplug.nn.SMU`` computes, with the same
+autograd (only x is kept for backward) and the same fast paths, as torchmetrics' functional and
+module twins share one implementation. Every name the registry knows works here, plugins' formulas
+too (``actplug.functional.NAME``). The plain reference math, which autograd and tracers see, is
+:mod:`actplug.functional.reference`.
 """
 
-from .ash import ash, ash_apply, ash_backward, ash_backward_dx, ash_backward_sums, ash_dims, ash_stats
-from .gish import gish, gish_backward
-from .pflu import fpflu, fpflu_backward, lpflu, lpflu_backward, pflu, pflu_backward
-from .smu import smu, smu1, smu1_backward, smu_backward
-from .srelu import srelu, srelu_backward
+from __future__ import annotations
 
-__all__ = [
-    "ash",
-    "ash_apply",
-    "ash_backward",
-    "ash_backward_dx",
-    "ash_backward_sums",
-    "ash_dims",
-    "ash_stats",
-    "fpflu",
-    "fpflu_backward",
-    "gish",
-    "gish_backward",
-    "lpflu",
-    "lpflu_backward",
-    "pflu",
-    "pflu_backward",
-    "smu",
-    "smu1",
-    "smu1_backward",
-    "smu_backward",
-    "srelu",
-    "srelu_backward",
-]
+from typing import Any
+
+from .. import activations as _declared
+from ..kernels.autograd import function_for
+from . import reference
+
+smu = function_for(_declared.SMU)
+smu1 = function_for(_declared.SMU1)
+lpflu = function_for(_declared.LPFLU)
+srelu = function_for(_declared.SRELU)
+ash = function_for(_declared.ASH)
+pflu = function_for(_declared.PFLU)
+fpflu = function_for(_declared.FPFLU)
+gish = function_for(_declared.GISH)
+
+__all__ = ["ash", "fpflu", "gish", "lpflu", "pflu", "reference", "smu", "smu1", "srelu"]
+
+
+def __getattr__(name: str) -> Any:
+    """A registered activation's lean function by name (plugins' formulas, aliases with ``_``)."""
+    from ..registry import UnknownActivationError, registry
+
+    if name.startswith("__"):
+        raise AttributeError(name)
+    try:
+        info = registry.info(name)
+    except (UnknownActivationError, TypeError):
+        raise AttributeError(
+            f"module 'actplug.functional' has no attribute {name!r} (no activation of that name)"
+        ) from None
+    if info.functional is None:
+        raise AttributeError(f"activation {name!r} was registered without a functional twin")
+    return info.functional

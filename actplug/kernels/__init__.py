@@ -1,78 +1,71 @@
-"""Fast, memory-lean twins of :mod:`actplug.functional`: what the modules in :mod:`actplug.nn` call.
+"""The kernels behind every activation: memory-lean autograd and a fast path per device.
 
-Same names, signatures and values as the plain math; different costs:
+Laid out by role and backend:
 
-* autograd keeps only the input (plus scalar parameters, and ASH's per-sample statistics), and
-  every gradient (x, SMU's mu, ASH's z and alpha, SReLU's alpha and beta) is computed analytically
-  from it; a backward with ``create_graph=True`` differentiates the plain math instead, so double
-  backward works;
-* CUDA tensors run Triton kernels (float32, float16, bfloat16); large CPU tensors run the plain math
-  fused by Inductor into one C++ loop, writing large outputs into memory the kernels keep and reuse
-  (:mod:`actplug.kernels.pool`, a caching allocator like PyTorch's on CUDA); everything else runs
-  the plain math eagerly;
-* under ``torch.compile``, ``torch.export`` and functorch transforms the plain math is used as is,
-  so that those tools trace and fuse it themselves (no graph breaks).
+* :mod:`.autograd`: the autograd Functions, which keep only the input (plus scalar parameters, and
+  ASH's per-sample statistics) and compute every gradient from it: analytically where the
+  declaration has a backward, by differentiating the recomputed forward where it has not; a backward
+  with ``create_graph=True`` differentiates the plain math, so double backward works;
+* :mod:`.cpu`: Inductor's fused C++ loops for large CPU tensors (:mod:`.inductor` builds them from a
+  declaration's math; :mod:`.compiler` has them compiled by a compile server, :mod:`.server`, while
+  the first calls run the eager math, and :mod:`.build` traces, compiles and loads them);
+* :mod:`.cuda`: the hand-written Triton kernels of the built-ins, Inductor's Triton for the rest.
 
-:mod:`actplug.kernels.settings` chooses the path per device (``ACTPLUG_CPU_KERNELS``,
-``ACTPLUG_CUDA_KERNELS``), e.g. ``with actplug.kernels.use(cpu="eager"): ...``.
+Under ``torch.compile``, ``torch.export`` and functorch transforms the plain math is used as is, so
+that those tools trace and fuse it themselves. :mod:`.settings` chooses the path per device
+(``ACTPLUG_CPU_KERNELS``, ``ACTPLUG_CUDA_KERNELS``, ``ACTPLUG_COMPILE``), e.g.
+``with actplug.kernels.use(cpu="eager"): ...``.
 """
 
 from __future__ import annotations
 
-import torch
+import copy
+from collections.abc import Iterable
+from typing import Any
 
-from .elementwise import apply
-from .persample import ash
-from .pool import empty_cache
+import torch
+from torch import nn
+
+from .compiler import compiler
 from .settings import KernelSettings, configure, current, use
 
-__all__ = [
-    "KernelSettings",
-    "ash",
-    "configure",
-    "current",
-    "empty_cache",
-    "fpflu",
-    "gish",
-    "lpflu",
-    "pflu",
-    "smu",
-    "smu1",
-    "srelu",
-    "use",
-]
+__all__ = ["KernelSettings", "compiler", "configure", "current", "status", "use", "wait", "warmup"]
 
 
-def smu(x: torch.Tensor, alpha: float = 0.25, mu: torch.Tensor | float = 1e6) -> torch.Tensor:
-    """SMU (smu.txt eq. 6): ``((1+a)x + (1-a) x erf(mu (1-a) x)) / 2``; see :func:`actplug.functional.smu`."""
-    return apply("smu", x, (mu,), (float(alpha),))
+def wait(timeout: float | None = None) -> bool:
+    """Wait until every kernel queued so far is compiled (or failed); False if ``timeout`` (s) ran out."""
+    return compiler.wait(timeout)
 
 
-def smu1(x: torch.Tensor, alpha: float = 0.25, mu: torch.Tensor | float = 4.352665993287951e-09) -> torch.Tensor:
-    """SMU-1 (smu.txt eq. 3): ``((1+a)x + sqrt(((1-a)x)^2 + mu^2)) / 2``; see :func:`actplug.functional.smu1`."""
-    return apply("smu1", x, (mu,), (float(alpha),))
+def status() -> list[dict[str, Any]]:
+    """Every kernel met so far: ``label``, ``state`` (queued, compiling, ready, failed), ``seconds``, ``error``."""
+    return compiler.status()
 
 
-def pflu(x: torch.Tensor) -> torch.Tensor:
-    """PFLU (Zhu et al. 2021): ``x (1 + x / sqrt(1 + x^2)) / 2``."""
-    return apply("pflu", x)
+def warmup(
+    acts: Iterable[str | nn.Module] | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    timeout: float | None = None,
+) -> bool:
+    """Compile the fast-path kernels of ``acts`` now (names or modules; default every registered name) and wait.
 
+    One forward and backward of a copy of each module (its parameters requiring grad as they do) on a
+    tensor large enough for the fused path, in training mode and in evaluation; for users who want
+    compiled speed from the first step. Returns :func:`wait`'s answer.
+    """
+    from ..registry import registry
 
-def lpflu(x: torch.Tensor, negative_slope: torch.Tensor | float = 0.01) -> torch.Tensor:
-    """LPFLU (lpflu.txt eq. 8) for a given slope a: ``(1 - a) PFLU(x) + a x``."""
-    return apply("lpflu", x, (negative_slope,))
-
-
-def fpflu(x: torch.Tensor) -> torch.Tensor:
-    """FPFLU (Zhu et al. 2021, eq. 13): ``max(x, x / (1 + x^2))``."""
-    return apply("fpflu", x)
-
-
-def gish(x: torch.Tensor) -> torch.Tensor:
-    """Gish (Kaytan et al. 2023): ``x ln(2 - exp(-exp(x)))``."""
-    return apply("gish", x)
-
-
-def srelu(x: torch.Tensor, alpha: torch.Tensor | float = 1.0, beta: torch.Tensor | float = 0.1) -> torch.Tensor:
-    """SReLU (srelu.txt III.A): ``alpha x`` for x > 0, ``beta (exp(x) - 1)`` for x <= 0."""
-    return apply("srelu", x, (alpha, beta))
+    x_numel = max(current().cpu_min_numel, 2 * 4096)
+    x = torch.randn(16, x_numel // 16, dtype=dtype, device=device)
+    for act in registry.names() if acts is None else acts:
+        module = registry.create(act) if isinstance(act, str) else copy.deepcopy(act)
+        module = module.to(device=device)
+        for training in (True, False):
+            module.train(training)
+            leaf = x.detach().clone().requires_grad_(training)
+            y = module(leaf)
+            if training:
+                y.backward(torch.ones_like(y))
+    return wait(timeout)

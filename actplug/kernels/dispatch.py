@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -34,23 +35,26 @@ def plain_only() -> bool:
     return peek is not None and peek() is not None
 
 
-def fast_path(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> str:
-    """``"triton"``, ``"compiled"`` or ``"eager"`` for input ``x`` with scalar-or-not ``params``.
+def fast_path(x: torch.Tensor, params: Sequence[torch.Tensor], *, triton: bool) -> str:
+    """``"triton"``, ``"compiled"`` or ``"eager"`` for input ``x`` with tensor ``params``.
 
-    The fast paths walk memory flat, so they take scalar parameters only; a parameter that
-    broadcasts (say one per channel) uses the plain math with its analytic backward.
+    ``triton``: a hand-written Triton kernel exists for the activation; without one, CUDA tensors take
+    Inductor's (``"compiled"``). The fast paths walk memory flat, so they take scalar parameters only;
+    a parameter that broadcasts (say one per channel) uses the plain math with its analytic backward.
     """
-    if x.numel() == 0 or any(p.numel() != 1 for p in params):
+    if x.numel() < 2 or any(p.numel() != 1 for p in params):
         return "eager"
     chosen = settings.current()
     if x.device.type == "cuda":
-        if chosen.cuda == "triton" and x.dtype in TRITON_DTYPES and triton_available():
+        if chosen.cuda != "triton":
+            return "eager"
+        if triton and x.dtype in TRITON_DTYPES and triton_available():
             return "triton"
-        return "eager"
+        return "compiled" if x.dtype != torch.float64 else "eager"
     if x.device.type == "cpu":
         if chosen.cpu == "compiled" and x.numel() >= chosen.cpu_min_numel:
             return "compiled"
-        if chosen.cpu == "triton" and x.dtype in TRITON_DTYPES and triton_available():
+        if chosen.cpu == "triton" and triton and x.dtype in TRITON_DTYPES and triton_available():
             return "triton"
     return "eager"
 
@@ -60,14 +64,9 @@ def needs_graph(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def scalar(value: torch.Tensor | float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A parameter as a tensor: tensors pass through, Python numbers become 0-d tensors."""
-    if isinstance(value, torch.Tensor):
-        return value
-    return torch.full((), float(value), dtype=dtype, device=device)
-
-
-def differentiate_plain(forward, inputs: tuple[torch.Tensor, ...], needs: tuple[bool, ...], grad: torch.Tensor):
+def differentiate_plain(
+    forward: Callable[[], torch.Tensor], inputs: Sequence[torch.Tensor], needs: Sequence[bool], grad: torch.Tensor
+) -> tuple[torch.Tensor | None, ...]:
     """Gradients by autograd of the plain math, kept differentiable: the double-backward fallback.
 
     Used when a backward runs with ``create_graph=True``: the analytic kernels are not themselves

@@ -1,4 +1,4 @@
-"""ASH module (ash.txt): adaptive Swish with per-sample statistics and trainable z and alpha."""
+"""ASH's module (ash.txt): adaptive Swish with per-sample statistics and trainable z and alpha."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .. import kernels
-from ._base import check_bool, check_real
+from ..activations import ASH as DECLARATION
+from ..declaration import Param
+from ..kernels.autograd.persample import ash
+from .module import check_bool
+
+_EPS = Param("eps", 0.0, low=0.0, why="added to the variance")
 
 
 class ASH(nn.Module):
@@ -21,6 +25,8 @@ class ASH(nn.Module):
     0 and 1 (authors' code). The paper's eq. 11 sign, sigmoid(-2 alpha ...), is a typo.
     """
 
+    declaration = DECLARATION
+
     def __init__(
         self,
         z: float = 0.0,
@@ -30,8 +36,8 @@ class ASH(nn.Module):
         inplace: bool = False,
     ):
         super().__init__()
-        self.z = nn.Parameter(torch.tensor(check_real("ASH", "z", z)))
-        self.alpha = nn.Parameter(torch.tensor(check_real("ASH", "alpha", alpha)))
+        self.z = nn.Parameter(torch.tensor(DECLARATION.param("z").check("ASH", z)))
+        self.alpha = nn.Parameter(torch.tensor(DECLARATION.param("alpha").check("ASH", alpha)))
         if dim is not None and not isinstance(dim, int):
             if not isinstance(dim, Sequence) or not all(isinstance(d, int) for d in dim):
                 raise TypeError(f"ASH(dim=...) expects None, an int or a sequence of ints, got {dim!r}")
@@ -39,13 +45,11 @@ class ASH(nn.Module):
         if isinstance(dim, bool):
             raise TypeError(f"ASH(dim=...) expects None, an int or a sequence of ints, got {dim!r}")
         self.dim = dim
-        self.eps = check_real("ASH", "eps", eps)
-        if self.eps < 0:
-            raise ValueError(f"ASH(eps={eps!r}) must be >= 0")
+        self.eps = _EPS.check("ASH", eps)
         self.inplace = check_bool("ASH", "inplace", inplace)  # accepted for timm/torchvision; ignored
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return kernels.ash(x, self.z, self.alpha, self.dim, self.eps)
+        return ash(x, self.z, self.alpha, self.dim, self.eps)
 
     def extra_repr(self) -> str:
         dim = "auto" if self.dim is None else self.dim
