@@ -19,11 +19,12 @@ The math contract, for built-ins and plugins alike:
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,3 +202,15 @@ def resolve(target: Any, what: str) -> Any:
         return getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         raise ImportError(f"{what} names {target!r}, which does not import: {exc}") from exc
+
+
+def unexpected_keywords(owner: str, unknown: Sequence[str], valid: Sequence[str]) -> TypeError:
+    """The TypeError for keyword arguments ``owner`` does not take, each with its closest valid one."""
+    hints = []
+    for k in unknown:
+        close = difflib.get_close_matches(k, list(valid), n=1)
+        hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return TypeError(
+        f"{owner} got unexpected keyword argument(s) {', '.join(hints)}; "
+        f"valid keyword arguments: {', '.join(valid) or '(none)'}"
+    )

@@ -22,7 +22,7 @@ import pluggy
 from torch import nn
 
 from . import hookspecs
-from .declaration import Activation, Backward, Forward, resolve
+from .declaration import Activation, Backward, Forward, resolve, unexpected_keywords
 
 KNOWN_METADATA = ("paper", "formula", "functional", "approximates", "parameters", "declaration")
 
@@ -101,7 +101,39 @@ def _normalise(name: object, what: str = "activation name") -> str:
     return name.strip().lower()
 
 
-class _PluginScope:
+class _FormulaRegistration:
+    """``register_formula``, for the registry and for what a plugin's hook sees: both then ``declare``."""
+
+    def register_formula(
+        self,
+        name: str,
+        forward: Forward,
+        *,
+        backward: Backward | None = None,
+        params: Mapping[str, float] | None = None,
+        trainable: Iterable[str] = (),
+        aliases: Iterable[str] = (),
+        override: bool = False,
+        **metadata: Any,
+    ) -> ActivationInfo:
+        """Register an elementwise activation given by its formula and get every built-in's machinery.
+
+        ``forward(x, **params)`` is plain PyTorch math; ``params`` maps parameter names to default
+        values, and those named in ``trainable`` become ``nn.Parameter``s of the generated module.
+        ``backward(x, grad, *, needs, **params)``, optional, returns dL/dx or ``(dL/dx, {name: grad})``;
+        without it, gradients come from differentiating the forward recomputed from x. Autograd keeps
+        only x, large tensors run fused kernels, and the name works in timm, transformers and
+        torchvision. Metadata: ``paper``, ``formula``, ``approximates``, ``doc``, ``class_name``.
+        """
+        from .formula import declare_formula
+
+        decl = declare_formula(
+            name, forward, backward=backward, params=params, trainable=trainable, aliases=aliases, **metadata
+        )
+        return self.declare(decl, override=override)
+
+
+class _PluginScope(_FormulaRegistration):
     """What a plugin's hook sees as ``registry``: registrations are staged and committed only if
     the whole hook succeeds, so a plugin that fails half-way leaves nothing behind."""
 
@@ -124,30 +156,11 @@ class _PluginScope:
     def declare(self, declaration: Activation, override: bool = False) -> None:
         self.register(declaration.name, override=override, **_declared(declaration))
 
-    def register_formula(
-        self,
-        name: str,
-        forward: Forward,
-        *,
-        backward: Backward | None = None,
-        params: Mapping[str, float] | None = None,
-        trainable: Iterable[str] = (),
-        aliases: Iterable[str] = (),
-        override: bool = False,
-        **metadata: Any,
-    ) -> None:
-        from .formula import declare_formula
-
-        decl = declare_formula(
-            name, forward, backward=backward, params=params, trainable=trainable, aliases=aliases, **metadata
-        )
-        self.declare(decl, override=override)
-
     def __getattr__(self, attr: str) -> Any:  # names(), get(), ... read the real registry
         return getattr(self._registry, attr)
 
 
-class Registry:
+class Registry(_FormulaRegistration):
     """Name -> activation class table, filled through the ``actplug_register_activations`` hook."""
 
     def __init__(self, *, entry_point_group: str | None = hookspecs.ENTRY_POINT_GROUP):
@@ -286,34 +299,6 @@ class Registry:
         with self._lock:
             return self._commit(declaration.name, cls, aliases=aliases, override=override, **_metadata(entry))
 
-    def register_formula(
-        self,
-        name: str,
-        forward: Forward,
-        *,
-        backward: Backward | None = None,
-        params: Mapping[str, float] | None = None,
-        trainable: Iterable[str] = (),
-        aliases: Iterable[str] = (),
-        override: bool = False,
-        **metadata: Any,
-    ) -> ActivationInfo:
-        """Register an elementwise activation given by its formula and get every built-in's machinery.
-
-        ``forward(x, **params)`` is plain PyTorch math; ``params`` maps parameter names to default
-        values, and those named in ``trainable`` become ``nn.Parameter``s of the generated module.
-        ``backward(x, grad, *, needs, **params)``, optional, returns dL/dx or ``(dL/dx, {name: grad})``;
-        without it, gradients come from differentiating the forward recomputed from x. Autograd keeps
-        only x, large tensors run fused kernels, and the name works in timm, transformers and
-        torchvision. Metadata: ``paper``, ``formula``, ``approximates``, ``doc``, ``class_name``.
-        """
-        from .formula import declare_formula
-
-        decl = declare_formula(
-            name, forward, backward=backward, params=params, trainable=trainable, aliases=aliases, **metadata
-        )
-        return self.declare(decl, override=override)
-
     def _validate(
         self,
         name: object,
@@ -443,14 +428,7 @@ class Registry:
         valid = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
         unknown = [k for k in kwargs if k not in valid]
         if unknown and not accepts_any:
-            hints = []
-            for k in unknown:
-                close = difflib.get_close_matches(k, valid, n=1)
-                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise TypeError(
-                f"activation {info.name!r} got unexpected keyword argument(s) {', '.join(hints)}; "
-                f"valid keyword arguments: {', '.join(valid) or '(none)'}"
-            )
+            raise unexpected_keywords(f"activation {info.name!r}", unknown, valid)
         return info.cls(**kwargs)
 
     def names(self, *, aliases: bool = False) -> list[str]:

@@ -126,9 +126,10 @@ def trace(fn: Callable[..., Any], signature: Signature, hints: Sequence[Sequence
 
 def _canonical(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """``gm`` with its inputs named by position and no type annotations (the same math gives the same
-    code whatever its arguments are called or annotated) and tensor constants of one element (``torch.tensor(eps)`` in a formula) as
-    ``aten.full`` calls: compiled artifacts would otherwise want each as an extra input. Larger
-    constants stay (and the kernel then fails to compile, leaving the eager math)."""
+    code whatever its arguments are called or annotated), and tensor constants of one element
+    (``torch.tensor(eps)`` in a formula) as ``aten.full`` calls: compiled artifacts would otherwise
+    want each as an extra input. Larger constants stay (and the kernel then fails to compile,
+    leaving the eager math)."""
     for node in gm.graph.nodes:
         node.type = None  # annotations of the traced function (its return type) would show in the code
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]

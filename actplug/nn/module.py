@@ -9,7 +9,6 @@ memory-lean kernel (:mod:`actplug.kernels.autograd`).
 
 from __future__ import annotations
 
-import difflib
 import functools
 import inspect
 from typing import Any, ClassVar
@@ -17,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..declaration import Activation
+from ..declaration import Activation, unexpected_keywords
 from ..kernels.autograd import op_for
 
 
@@ -82,14 +81,7 @@ def bind_arguments(cls: type, args: tuple, kwargs: dict) -> dict[str, Any]:
         unknown = [k for k in kwargs if k not in valid]
         if not unknown:
             raise TypeError(f"{cls.__name__}{signature}: {exc}") from None
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, valid, n=1)
-            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise TypeError(
-            f"{cls.__name__}() got unexpected keyword argument(s) {', '.join(hints)}; "
-            f"valid keyword arguments: {', '.join(valid)}"
-        ) from None
+        raise unexpected_keywords(f"{cls.__name__}()", unknown, valid) from None
 
 
 @functools.cache
