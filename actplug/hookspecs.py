@@ -71,3 +71,18 @@ def actplug_activation_types() -> list[type]:
 
     Return only classes of frameworks already in ``sys.modules``: never import a framework here.
     """
+
+
+@hookspec
+def actplug_check_swap(model: object, plan: object) -> None:
+    """Raise (a ``ValueError`` naming the reason and the fix) when ``plan`` cannot be applied to ``model``.
+
+    Called by ``actplug.swap`` with every new module built (and fitted) but before any is put in
+    place, so that a refusal leaves the model as it was. ``plan`` is an
+    :class:`actplug.integrations.swap.SwapPlan`.
+    """
+
+
+@hookspec
+def actplug_model_swapped(model: object, plan: object) -> None:
+    """Update what describes ``model`` (e.g. a transformers config's activation key) after ``plan`` was applied."""

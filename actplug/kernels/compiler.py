@@ -251,6 +251,8 @@ class Compiler:
         self._load(entry)
 
     def _load(self, entry: _Entry, quiet: bool = False) -> None:
+        if sys.is_finalizing() or not threading.main_thread().is_alive():
+            return  # the interpreter is exiting: nothing will call the kernel, and loading it would fail
         try:
             entry.compiled = build.load(entry.path)
         except Exception as exc:
