@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from . import atomic
 from .functional import reference as F
 from .nn import ASH
 from .registry import registry
@@ -100,6 +101,8 @@ def plot_activations(
         ax.grid(alpha=0.25)
         ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        atomic.write_figure(path, fig, dpi=120)
+    finally:
+        plt.close(fig)
     return path

@@ -14,7 +14,6 @@ Not part of the test suite. Usage: ``python benchmarks/gpu_overhead.py [--dtype 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from collections.abc import Callable
 import torch
 
 import actplug
+from actplug import atomic
 from actplug.bench.naive import FORMULAS
 from actplug.kernels.cuda.triton import ACTIVATIONS, elementwise_backward, elementwise_forward
 
@@ -118,9 +118,8 @@ def main() -> None:
                 cells.append(f"{'-':>18s}")
         print(f"{name:8s}" + "".join(f"{c:>18s}" if len(c) > 8 else c for c in cells))
     if args.output:
-        with open(args.output, "w") as f:
-            name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-            json.dump({"dtype": args.dtype, "shape": shape, "device": name, "rows": rows}, f, indent=1)
+        name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+        atomic.write_json(args.output, {"dtype": args.dtype, "shape": shape, "device": name, "rows": rows}, indent=1)
 
 
 if __name__ == "__main__":

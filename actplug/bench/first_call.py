@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import atomic
+
 DEFAULT_SHAPE = (16, 256, 56, 56)
 #: Stop calling after this many seconds without the compiled path taking over.
 LIMIT_S = 180.0
@@ -150,9 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = f"```bash\n{results['command']}\n```\n\n{table(results)}\n"
     print(text)
     if args.output is not None:
-        args.output.mkdir(parents=True, exist_ok=True)
-        (args.output / "first-call.json").write_text(json.dumps(results, indent=2) + "\n")
-        (args.output / "first-call.md").write_text(text)
+        atomic.write_json(args.output / "first-call.json", results)
+        atomic.write_text(args.output / "first-call.md", text)
     return 0
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from .. import atomic
 from . import targets as targets_mod
 
 MODE_LABELS = {"forward": "fwd", "forward_backward": "fwd+bwd"}
@@ -125,9 +125,8 @@ def print_report(result: dict[str, Any], console: Console | None = None) -> None
 
 
 def write_json(result: dict[str, Any], path: Path) -> Path:
-    """Write ``result`` as indented JSON."""
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    return path
+    """Write ``result`` as indented JSON, atomically."""
+    return atomic.write_json(path, result)
 
 
 def write_chart(result: dict[str, Any], path: Path) -> Path:
@@ -168,8 +167,10 @@ def write_chart(result: dict[str, Any], path: Path) -> Path:
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        atomic.write_figure(path, fig, dpi=120)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -3,7 +3,9 @@
 Each seed fixes the data split, the initial weights and the batch order, the same for every
 activation (paired runs). Writes DIR/results.csv (one row per run), DIR/summary.md (mean ± std,
 95% confidence interval, paired tests against the first activation), DIR/results.json and
-DIR/curves.png. Re-running the same command skips finished runs. Examples:
+DIR/curves.png. Re-running the same command skips finished runs; a folder with another comparison's
+files is refused unless --overwrite (which re-runs everything and rewrites what compare writes; other
+files stay). Examples:
 
   actplug compare --task wdbc --acts relu,srelu,smu,ash --seeds 5 --output runs/wdbc
   actplug compare --task digits --acts relu,gelu,smu,lpflu --seeds 3 --epochs 10 --output runs/digits
@@ -35,6 +37,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "shapes-det: ssdlite320 or ssd300_vgg16bn; folder: a timm model name)",
     )
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace another comparison in --output: re-run every run and rewrite its files (other files stay)",
+    )
     p.set_defaults(run=run)
 
 
@@ -66,7 +73,15 @@ def build_plan(args: argparse.Namespace):
     if epochs < 1:
         raise CompareError(f"--epochs must be >= 1, got {epochs}")
     plan = Plan(
-        task, args.task, args.model, acts, tuple(range(args.seeds)), epochs, Path(args.output), _device(args.device)
+        task,
+        args.task,
+        args.model,
+        acts,
+        tuple(range(args.seeds)),
+        epochs,
+        Path(args.output),
+        _device(args.device),
+        overwrite=args.overwrite,
     )
     check_output(plan)
     return plan

@@ -11,34 +11,27 @@ Formats in summary.md (tests pin them):
   fewer than 2 paired seeds; a ``†`` marks a t-test p of 0 from constant non-zero differences;
 - ``ref`` in the comparison columns of the reference's own row.
 
-Files are written atomically (a temporary file, then a rename) so an interrupted write leaves no half file.
+Files are written atomically (:mod:`actplug.atomic`), so an interrupted write leaves no half file.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import atomic
+
 DASH = "—"
 DAGGER = "†"
 RUN_COLUMNS = ("task", "act", "seed", "epochs", "seconds")
-
-
-def _atomic_write(path: Path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
+#: The reports a comparison writes at the top of its output folder.
+REPORT_FILES = ("results.csv", "summary.md", "results.json", "curves.png")
 
 
 # --- results.csv -------------------------------------------------------------------------------------------
@@ -57,7 +50,7 @@ def write_results_csv(path: Path, records: Sequence[dict[str, Any]]) -> Path:
         row = [record.get(c, "") for c in RUN_COLUMNS]
         row += [record.get("metrics", {}).get(m, "") for m in metrics]
         writer.writerow(row)
-    return _atomic_write(path, buffer.getvalue().encode())
+    return atomic.write_text(path, buffer.getvalue())
 
 
 # --- results.json ------------------------------------------------------------------------------------------
@@ -82,7 +75,7 @@ def write_results_json(
     """``{"meta": meta, "summary": summary, "runs": records}`` as strict JSON (a NaN loss of a diverged
     run becomes ``null``, since JSON has no NaN)."""
     payload = _jsonable({"meta": meta, "summary": summary, "runs": list(records)})
-    return _atomic_write(path, (json.dumps(payload, indent=2, allow_nan=False) + "\n").encode())
+    return atomic.write_json(path, payload, allow_nan=False)
 
 
 # --- summary.md --------------------------------------------------------------------------------------------
@@ -339,7 +332,7 @@ def render_summary_md(summary: dict[str, Any], meta: dict[str, Any]) -> str:
 
 def write_summary_md(path: Path, summary: dict[str, Any], meta: dict[str, Any]) -> Path:
     """Write summary.md (see ``render_summary_md`` and the module docstring for the formats)."""
-    return _atomic_write(path, render_summary_md(summary, meta).encode())
+    return atomic.write_text(path, render_summary_md(summary, meta))
 
 
 # --- curves.png --------------------------------------------------------------------------------------------
@@ -402,8 +395,8 @@ def plot_curves(path: Path, records: Sequence[dict[str, Any]], acts: Sequence[st
         f"loss lower is better, {main_metric} higher is better"
     )
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    _atomic_write(path, buffer.getvalue())
+    try:
+        atomic.write_figure(path, fig, format="png", dpi=110)
+    finally:
+        plt.close(fig)
     return fig

@@ -1,15 +1,20 @@
 """Every activation x seed of a comparison, resumable: one JSON file per finished run under DIR/runs/.
 
 Runs of one seed are paired (same split, initial weights, batch order and schedule; the task sees
-to that), and every finished run is written at once, so re-running the same command skips what is
-done and an interruption loses at most the run in progress.
+to that), and every finished run is written at once (atomically), so re-running the same command
+skips what is done and an interruption loses at most the run in progress.
+
+A folder with another comparison's files (other settings, or reports without compare.json) is refused
+unless ``overwrite``: then every run of this comparison is run again and compare.json, its records and
+the reports are rewritten. Each comparison has an id, in compare.json and in each of its records, and
+only records of the folder's own id are ever reused; a record of another comparison is never deleted.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +22,9 @@ from typing import Any
 
 import torch
 
+from .. import atomic
 from .errors import CompareError
+from .report import REPORT_FILES
 from .tasks import CompareTask
 
 #: What must match for finished runs in an output folder to be reused.
@@ -36,6 +43,7 @@ class Plan:
     epochs: int
     output: Path
     device: torch.device
+    overwrite: bool = False
 
     def settings(self) -> dict[str, Any]:
         """The settings a finished run depends on (activations and seeds may be added later)."""
@@ -46,36 +54,74 @@ class Plan:
         return self.output / "runs" / f"{act}__seed{seed}.json"
 
 
+_OVERWRITE = (
+    "--overwrite to replace it (every run is run again; compare.json, those runs' records and the reports are "
+    "rewritten; other files stay and other records are never reused)"
+)
+
+
+def _saved_settings(output: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The folder's compare.json, or (None, why) when it is not one that ``actplug compare`` wrote."""
+    try:
+        saved = json.loads((output / SETTINGS_FILE).read_text())
+    except OSError as exc:
+        return None, f"cannot be read: {exc.strerror or exc}"
+    except ValueError as exc:
+        return None, f"is not JSON: {exc}"
+    if not isinstance(saved, dict) or "task" not in saved:
+        return None, "has no 'task'"
+    return saved, None
+
+
 def check_output(plan: Plan) -> None:
-    """Refuse an output folder whose finished runs were made with other settings."""
-    path = plan.output / SETTINGS_FILE
-    if plan.output.exists() and not plan.output.is_dir():
-        raise CompareError(f"--output {plan.output} is a file; give a folder path")
-    if not path.is_file():
+    """Refuse a folder with another comparison's files unless ``plan.overwrite``; the same settings resume it."""
+    output = plan.output
+    if output.exists() and not output.is_dir():
+        raise CompareError(f"--output {output} is a file; give a folder path")
+    if plan.overwrite or not output.is_dir():
         return
-    saved = json.loads(path.read_text())
-    different = [f"{k}: {saved.get(k)!r} before, {v!r} now" for k, v in plan.settings().items() if saved.get(k) != v]
-    if different:
+    if (output / SETTINGS_FILE).exists():
+        saved, why = _saved_settings(output)
+        if saved is None:
+            raise CompareError(
+                f"--output {output} holds a {SETTINGS_FILE} that actplug compare did not write (it {why}); "
+                f"pass {_OVERWRITE}, or choose another --output folder"
+            )
+        settings = plan.settings().items()
+        different = [f"{k}: {saved.get(k)!r} before, {v!r} now" for k, v in settings if saved.get(k) != v]
+        if different:
+            raise CompareError(
+                f"--output {output} holds runs made with other settings ({'; '.join(different)}); "
+                f"use the same settings to resume it, or pass {_OVERWRITE}, or choose another --output folder"
+            )
+        return
+    found = [name for name in REPORT_FILES if (output / name).exists()]
+    if any((output / "runs").glob("*__seed*.json")):
+        found.append("runs/")
+    if found:
         raise CompareError(
-            f"--output {plan.output} holds runs made with other settings ({'; '.join(different)}); "
-            "use the same settings to resume it, or another --output folder"
+            f"--output {output} holds another comparison's files ({', '.join(found)}) but no {SETTINGS_FILE} "
+            f"to resume it by; pass {_OVERWRITE}, or choose another --output folder"
         )
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
+def comparison_id(plan: Plan) -> str | None:
+    """The comparison's id: the folder's own when resuming (None for folders older than ids), else a new one."""
+    if not plan.overwrite and (plan.output / SETTINGS_FILE).is_file():
+        saved, _ = _saved_settings(plan.output)
+        return saved.get("comparison_id") if saved else None
+    return uuid.uuid4().hex
 
 
-def load_record(plan: Plan, act: str, seed: int) -> dict[str, Any] | None:
-    """The finished record of (act, seed), or None if that run has not finished."""
+def load_record(plan: Plan, act: str, seed: int, comparison: str | None) -> dict[str, Any] | None:
+    """The finished record of (act, seed) of the comparison ``comparison``, or None if that run has not finished."""
     path = plan.run_path(act, seed)
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
     if record.get("epochs") != plan.epochs or record.get("act") != act or record.get("seed") != seed:
+        return None
+    if record.get("comparison_id") != comparison:
         return None
     return record
 
@@ -85,9 +131,10 @@ def run_all(plan: Plan, progress: Callable[[str], None] | None = None) -> list[d
     from tqdm.auto import tqdm
 
     check_output(plan)
-    _write_json(plan.output / SETTINGS_FILE, plan.settings())
+    comparison = comparison_id(plan)
+    atomic.write_json(plan.output / SETTINGS_FILE, {**plan.settings(), "comparison_id": comparison})
     pairs = [(act, seed) for seed in plan.seeds for act in plan.acts]
-    todo = [(act, seed) for act, seed in pairs if load_record(plan, act, seed) is None]
+    todo = [(act, seed) for act, seed in pairs if load_record(plan, act, seed, comparison) is None]
     if progress is not None:
         progress(
             f"{len(pairs) - len(todo)} of {len(pairs)} runs already finished in {plan.output}; running {len(todo)}"
@@ -98,6 +145,7 @@ def run_all(plan: Plan, progress: Callable[[str], None] | None = None) -> list[d
         started = time.perf_counter()
         result = plan.task.run(act, seed, plan.epochs, plan.device)
         record = {
+            "comparison_id": comparison,
             "task": plan.task.name,
             "act": act,
             "seed": seed,
@@ -106,8 +154,8 @@ def run_all(plan: Plan, progress: Callable[[str], None] | None = None) -> list[d
             "metrics": result["metrics"],
             "history": result["history"],
         }
-        _write_json(plan.run_path(act, seed), record)
-    return [load_record(plan, act, seed) for act, seed in pairs]
+        atomic.write_json(plan.run_path(act, seed), record)
+    return [load_record(plan, act, seed, comparison) for act, seed in pairs]
 
 
 def unique_acts(names: Sequence[str]) -> tuple[str, ...]:

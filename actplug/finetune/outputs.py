@@ -1,32 +1,31 @@
 """What a fine-tuning run leaves in its output folder: metrics.json, history.csv and curves.png.
 
-Written by the main process after every epoch (atomically: a temporary file, then a rename), so an
-interrupted run still shows every finished epoch.
+Written by the main process after every epoch (atomically, with :mod:`actplug.atomic`), so an
+interrupted run still shows every finished epoch. :data:`RESULT_FILES` and :data:`CONFIG_FILE` are the
+files of the folder's top level that a run writes: the only ones ``--overwrite`` replaces.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import atomic
+
 #: The metric each task plots and reports first.
 MAIN_METRIC = {"segmentation": "miou", "detection": "map"}
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+#: The options of the run (and its id), written when it starts.
+CONFIG_FILE = "config.json"
+#: The results a run writes after every epoch.
+RESULT_FILES = ("metrics.json", "history.csv", "curves.png")
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """``payload`` as indented JSON at ``path``."""
-    _atomic_write(path, (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode())
+    """``payload`` as indented JSON at ``path``, atomically."""
+    atomic.write_json(path, payload)
 
 
 def write_history_csv(path: Path, history: Sequence[dict[str, Any]]) -> None:
@@ -38,7 +37,7 @@ def write_history_csv(path: Path, history: Sequence[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
-    _atomic_write(path, buffer.getvalue().encode())
+    atomic.write_text(path, buffer.getvalue())
 
 
 def plot_curves(path: Path, history: Sequence[dict[str, Any]], task: str, title: str) -> None:
@@ -62,10 +61,10 @@ def plot_curves(path: Path, history: Sequence[dict[str, Any]], task: str, title:
     ax_metric.set_ylabel(metric)
     fig.suptitle(title)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    _atomic_write(path, buffer.getvalue())
+    try:
+        atomic.write_figure(path, fig, format="png", dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def write_outputs(output: Path, summary: dict[str, Any]) -> None:
