@@ -2,8 +2,10 @@
 
 Segmentation: smp's ``Unet`` and ``DeepLabV3Plus`` on a timm encoder (:mod:`.models_segmentation`);
 detection: torchvision's SSD300 on VGG16-BN and SSDLite320 (:mod:`.models_detection`). Nothing is
-downloaded. :func:`check_model_options` validates everything cheaply (on the meta device) so that a bad
-name, keyword or size fails before data or weights are touched; :func:`build_model` builds for real.
+downloaded unless ``pretrained`` names framework weights. :func:`check_model_options` validates
+everything cheaply (on the meta device), and :func:`check_pretrained` the weights source (offline), so
+that a bad name, keyword, size or file fails before data or weights are touched; :func:`build_model`
+builds for real.
 """
 
 from __future__ import annotations
@@ -15,23 +17,28 @@ from typing import Any
 
 from torch import nn
 
+from .config import NEEDS_PRETRAINED
 from .errors import FinetuneError
-from .models_act import activation_counts, check_activation
+from .models_act import activation_counts, calibration_batch, check_activation, swap_remaining
 from .models_detection import BUILDERS as DETECTION_BUILDERS
 from .models_detection import MIN_TRAIN_BATCH as DETECTION_MIN_BATCH
 from .models_detection import check_detection_size
 from .models_segmentation import (
+    build_pretrained_segmentation,
     build_segmentation,
     check_encoder_name,
     check_segmentation_size,
     probe_segmentation,
 )
+from .pretrained import Pretrained, resolve_pretrained
 
 __all__ = [
     "DETECTION_MODELS",
     "SEGMENTATION_MODELS",
     "build_model",
+    "calibration_batch",
     "check_model_options",
+    "check_pretrained",
     "min_train_batch_size",
 ]
 
@@ -88,6 +95,15 @@ def _check_num_classes(task: str, num_classes: int) -> None:
         raise FinetuneError(f"num_classes for {task} counts {what}: at least {least}, got {num_classes!r}")
 
 
+def check_pretrained(task: str, model: str, encoder: str, pretrained: str | None) -> Pretrained | None:
+    """``--pretrained`` resolved for ``model`` (None for none): an existing weights file, or a weights name its
+    framework knows (see :mod:`.pretrained`); FinetuneError naming the valid names otherwise. Offline."""
+    if pretrained is None:
+        return None
+    _check_task_model(task, model)
+    return resolve_pretrained(task, model, check_encoder_name(encoder) if task == "segmentation" else "", pretrained)
+
+
 def build_model(
     task: str,
     model: str,
@@ -97,6 +113,10 @@ def build_model(
     act_kwargs: Mapping[str, Any] | None = None,
     encoder: str = "resnet34",
     image_size: int = 300,
+    pretrained: str | None = None,
+    fit: bool = False,
+    calibration: Any = None,
+    report: dict[str, Any] | None = None,
 ) -> nn.Module:
     """Build ``model`` for ``task`` with ``act`` (and ``act_kwargs``) in every activation slot.
 
@@ -104,14 +124,36 @@ def build_model(
     ``[B,num_classes,S,S]``. detection: ``num_classes`` counts foreground classes (labels
     1..num_classes); in training mode ``model(images, targets)`` gives a loss dict, in eval mode
     ``model(images)`` a list of dicts with boxes, scores and labels. Raises FinetuneError on bad input.
+
+    ``pretrained`` (a file or a framework weights name, see :mod:`.pretrained`): the model is built
+    with its frameworks' own activations, the weights loaded, and then ``act`` swapped in by
+    ``actplug.swap``; with ``fit`` the swap fits each new activation to the one it replaces on the
+    inputs of ``calibration`` (:func:`calibration_batch`). ``report``, a dict, receives
+    ``"pretrained"`` (source, checksum, what was loaded) and ``"fit"`` (one dict per swapped layer, or None).
     """
     check_model_options(task, model, encoder, act, act_kwargs, image_size)
     _check_num_classes(task, num_classes)
     kwargs = dict(act_kwargs or {})
-    if task == "segmentation":
-        net = build_segmentation(model, check_encoder_name(encoder), num_classes, act, kwargs)
+    if fit and pretrained is None:
+        raise FinetuneError(NEEDS_PRETRAINED)
+    if pretrained is None:
+        if task == "segmentation":
+            net = build_segmentation(model, check_encoder_name(encoder), num_classes, act, kwargs)
+        else:
+            net = DETECTION_BUILDERS[model](num_classes, image_size, act, kwargs)
+        source, fitted = None, None
     else:
-        net = DETECTION_BUILDERS[model](num_classes, image_size, act, kwargs)
+        source = check_pretrained(task, model, encoder, pretrained)
+        if task == "segmentation":
+            net = build_pretrained_segmentation(model, check_encoder_name(encoder), num_classes, source)
+        else:
+            net = DETECTION_BUILDERS[model](num_classes, image_size, act, kwargs, pretrained=source)
+        results: list = []
+        swap_remaining(net, act, kwargs, fit=fit, calibration=calibration if fit else None, report=results)
+        fitted = [r.as_dict() for r in results] if fit else None
+    if report is not None:
+        report["pretrained"] = source.as_dict() if source is not None else None
+        report["fit"] = fitted
     counts = ", ".join(f"{n} {name}" for name, n in sorted(activation_counts(net).items()))
     logger.info("actplug finetune: built %s with activations: %s", model, counts)
     return net

@@ -12,15 +12,21 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import nn
+from torch.utils.data import Dataset
 
-from actplug.baselines import activation_class, activation_layer
+from actplug.baselines import activation_class, activation_layer, is_baseline
 from actplug.integrations.swap import count_activations, default_replace_types, swap
 from actplug.registry import UnknownActivationError
 
 from .errors import FinetuneError
 
-__all__ = ["activation_counts", "activation_layer", "check_activation", "swap_remaining"]
+__all__ = ["activation_counts", "activation_layer", "calibration_batch", "check_activation", "swap_remaining"]
+
+#: Training images ``--fit`` runs the model on to see each layer's inputs (a few suffice for a handful
+#: of scalars per layer, and keep the fit cheap).
+CALIBRATION_IMAGES = 4
 
 
 def check_activation(act: str, act_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -74,13 +80,43 @@ def _did_you_mean(unknown: list[str], takes: list[str]) -> str:
     return f" (did you mean {', '.join(hints)}?)" if hints else ""
 
 
-def swap_remaining(model: nn.Module, act: str, act_kwargs: Mapping[str, Any]) -> nn.Module:
-    """Replace every default activation module not yet of ``act``'s class (decoders, heads, extras)."""
+def swap_remaining(
+    model: nn.Module,
+    act: str,
+    act_kwargs: Mapping[str, Any],
+    *,
+    fit: bool = False,
+    calibration: Any = None,
+    report: list | None = None,
+) -> nn.Module:
+    """Replace every default activation module not yet of ``act``'s class (decoders, heads, extras).
+
+    ``fit``: ``actplug.swap(..., fit=True)`` sets each new module's parameters to match the activation
+    it replaces, on the inputs each layer sees when the model runs on ``calibration``; ``report`` (a
+    list) receives one FitResult per replaced layer. ``act_kwargs`` stay as given either way.
+    """
     cls = activation_class(act)
     replace = tuple(t for t in default_replace_types() if not issubclass(cls, t))
-    if replace and count_activations(model, replace):  # swap warns when nothing matches
+    if not (replace and count_activations(model, replace)):  # swap warns when nothing matches
+        return model
+    if fit:
+        to = cls if is_baseline(act) else act.strip().lower()  # the name, so swap's fit knows the family
+        swap(model, to, replace=replace, fit=True, calibration=calibration, report=report, **act_kwargs)
+    else:
         swap(model, activation_layer(act, act_kwargs), replace=replace)
     return model
+
+
+def calibration_batch(task: str, dataset: Dataset, seed: int, count: int = CALIBRATION_IMAGES) -> Any:
+    """A few training images chosen by ``seed``, as the model's forward takes them, for ``--fit``.
+
+    segmentation: a tensor [B, 3, S, S]; detection: a one-element tuple holding the list of images
+    (swap calls ``model(*calibration)`` on a tuple, so the SSD gets ``model(images)``).
+    """
+    n = min(count, len(dataset))
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n]
+    images = [dataset[int(i)][0] for i in order]
+    return torch.stack(images) if task == "segmentation" else (images,)
 
 
 def activation_counts(model: nn.Module) -> Counter[str]:

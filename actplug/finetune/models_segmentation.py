@@ -5,6 +5,11 @@ decoder's and the ASPP's ``nn.ReLU`` modules are then swapped. Encoder names are
 ("resnet34", "efficientnet_b0", ...), given to smp as ``"tu-<name>"``; nothing is downloaded
 (``encoder_weights=None``). Kept on purpose: sigmoid gates of squeeze-excitation blocks (a gate, not
 an activation of the features), and the segmentation head, which has no activation (it gives logits).
+
+With pretrained weights (:func:`build_pretrained_segmentation`) the model is built with the encoder's
+own activations, so that the weights meet the function they were trained with; the caller swaps after.
+A timm tag goes to smp as ``"tu-<name>.<tag>"`` with ``encoder_weights=True``, and timm fetches and
+loads it; a file is loaded by :mod:`.state_dicts` into the whole model or the encoder.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from torch import nn
 
 from .errors import FinetuneError
 from .models_act import activation_layer, swap_remaining
+from .pretrained import Pretrained, fetch_failed, load_weights
+from .state_dicts import WHOLE_MODEL, Target
 
 #: Model name -> smp class name.
 SMP_CLASSES = {"unet": "Unet", "deeplabv3plus": "DeepLabV3Plus"}
@@ -74,15 +81,29 @@ def check_segmentation_size(model: str, image_size: int) -> None:
         )
 
 
-def _smp_model(model: str, encoder: str, num_classes: int, act: str, act_kwargs: Mapping[str, Any]) -> nn.Module:
+#: Key prefixes a file of the encoder alone may carry (smp's own, timm-style wrappers, or none).
+ENCODER_PREFIXES = ("", "encoder.model.", "encoder.", "backbone.", "model.")
+
+
+def _smp_model(
+    model: str,
+    encoder: str,
+    num_classes: int,
+    act: str | None,
+    act_kwargs: Mapping[str, Any],
+    *,
+    timm_weights: bool = False,
+) -> nn.Module:
+    """smp's ``model`` on timm's ``encoder``; ``act`` None keeps the encoder's own activations.
+
+    ``timm_weights``: smp asks timm for the pretrained weights that ``encoder``'s tag names.
+    """
     import segmentation_models_pytorch as smp
 
     cls = getattr(smp, SMP_CLASSES[model])
+    extra = {} if act is None else {"act_layer": activation_layer(act, act_kwargs)}
     return cls(
-        encoder_name=f"tu-{encoder}",
-        encoder_weights=None,
-        classes=num_classes,
-        act_layer=activation_layer(act, act_kwargs),
+        encoder_name=f"tu-{encoder}", encoder_weights=True if timm_weights else None, classes=num_classes, **extra
     )
 
 
@@ -160,3 +181,35 @@ def build_segmentation(
     except Exception as exc:  # what the meta-device probe could not try
         raise FinetuneError(_encoder_problem(f"--encoder {encoder!r} with --model {model}", encoder, exc)) from exc
     return swap_remaining(net, act, act_kwargs)
+
+
+def build_pretrained_segmentation(model: str, encoder: str, num_classes: int, pretrained: Pretrained) -> nn.Module:
+    """The smp model with the encoder's own activations and ``pretrained``'s weights loaded (no swap yet).
+
+    A timm name is fetched and loaded by timm (strictly, the classifier left out); a file goes to the
+    whole model or to the encoder, whichever its keys match (see :mod:`.state_dicts`).
+    """
+    where = f"--encoder {encoder!r} with --model {model}"
+    if pretrained.kind == "timm":
+        assert pretrained.name is not None
+        try:  # the architecture was probed without weights: what fails here is fetching or loading them
+            net = _smp_model(model, pretrained.name, num_classes, None, {}, timm_weights=True)
+        except Exception as exc:
+            raise fetch_failed(pretrained, "timm", exc) from exc
+        pretrained.sha256 = pretrained.cached_file_sha256()
+        count = len(net.encoder.model.state_dict())
+        pretrained.loaded = {"loaded_into": "the encoder", "loaded_by": "timm", "tensors_in_target": count}
+        return net
+    try:
+        net = _smp_model(model, encoder, num_classes, None, {})
+    except Exception as exc:
+        raise FinetuneError(_encoder_problem(where, encoder, exc)) from exc
+    arch = encoder.split(".", 1)[0]
+    load_weights(
+        pretrained,
+        [
+            Target(WHOLE_MODEL, net, ("", "model.")),
+            Target(f"the encoder (timm {arch})", net.encoder.model, ENCODER_PREFIXES),
+        ],
+    )
+    return net
