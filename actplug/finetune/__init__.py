@@ -6,7 +6,8 @@ with any activation, on one process or many through ``accelerate launch``.
 and generated shapes), ``models`` (torchvision and segmentation-models-pytorch builders with the
 activation swapped in), ``metrics`` (torchmetrics mAP and mIoU), ``tasks`` (loss and evaluation per
 task), ``schedule`` (warm-up and linear decay), ``checkpoints`` (per-epoch ``save_state``),
-``outputs`` (metrics.json, history.csv, curves.png) and ``loop`` (the accelerate loop).
+``outputs`` (metrics.json, history.csv, curves.png), ``loop`` (the accelerate loop), ``ranks`` (what
+every process must agree on) and ``fsdp`` (FSDP2 with the activations' 0-dim parameters).
 """
 
 from __future__ import annotations
