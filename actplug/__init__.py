@@ -31,6 +31,7 @@ from .registry import (
 __version__ = "0.1.0"
 
 from .integrations import install as _install_integrations
+from .integrations.fit import FitResult
 from .integrations.optim import param_groups
 from .integrations.swap import swap
 
@@ -42,6 +43,7 @@ __all__ = [
     "ActivationInfo",
     "ActivationNameTaken",
     "ActplugPluginWarning",
+    "FitResult",
     "Fused",
     "Param",
     "Registry",

@@ -2,7 +2,9 @@
 
 Runs on one process as it is, or on several under ``accelerate launch`` (GPUs, or CPU processes
 with DDP when there is no GPU). Writes DIR/metrics.json, DIR/history.csv, DIR/curves.png and a
-checkpoint per epoch under DIR/checkpoints (``--resume`` continues from the newest). Examples:
+checkpoint per epoch under DIR/checkpoints (``--resume`` continues from the newest). A DIR holding
+another run's files is refused unless --resume (continue it) or --overwrite (replace it; files the
+run did not write stay). Examples:
 
   actplug finetune segmentation --model unet --encoder resnet34 --act smu --data synthetic --epochs 3 --output runs/seg
   accelerate launch --multi_gpu --num_processes 2 -m actplug finetune detection --model ssdlite320 --act ash \\
@@ -17,6 +19,20 @@ import sys
 from pathlib import Path
 
 MODELS = {"segmentation": ("unet", "deeplabv3plus"), "detection": ("ssd300_vgg16bn", "ssdlite320")}
+#: What --pretrained takes: the part a file may hold, and the framework's weights names.
+PRETRAINED_HELP = {
+    "segmentation": (
+        "timm encoder",
+        "a timm tag of the encoder (a1_in1k or resnet18.a1_in1k; default or imagenet: timm's default tag), "
+        "fetched by timm",
+    ),
+    "detection": (
+        "backbone",
+        "the backbone's torchvision weights (VGG16_BN_Weights.IMAGENET1K_V1 for ssd300_vgg16bn, "
+        "MobileNet_V3_Large_Weights.IMAGENET1K_V1 or IMAGENET1K_V2 for ssdlite320; default or imagenet: DEFAULT), "
+        "fetched by torchvision",
+    ),
+}
 DATA_HELP = {
     "segmentation": "synthetic (generated shapes, the default), voc:PATH (VOC2012 folder) or cityscapes:PATH",
     "detection": "synthetic (generated shapes, the default) or voc:PATH (a VOC2007/VOC2012 folder)",
@@ -45,12 +61,30 @@ def _add_options(p: argparse.ArgumentParser, task: str, models: tuple[str, ...])
         p.add_argument("--encoder", default="resnet34", help="a timm encoder name (default resnet34)")
     p.add_argument("--act", required=True, help="a registered activation (actplug list) or relu, gelu, silu, ...")
     p.add_argument("--act-kwargs", default="{}", help="the activation's options as JSON, e.g. '{\"mu\": 2.5}'")
+    part, names = PRETRAINED_HELP[task]
+    p.add_argument(
+        "--pretrained",
+        metavar="SOURCE",
+        help=f"start from these weights, loaded with the model's own activations before --act is swapped in: "
+        f"a .safetensors or .pth/.pt state dict of the {part} or of the whole model, or {names}",
+    )
+    p.add_argument(
+        "--fit",
+        action="store_true",
+        help="with --pretrained: fit each new activation's parameters to the activation it replaces, on a few "
+        "training images (actplug.swap(fit=True))",
+    )
     p.add_argument("--data", default="synthetic", help=DATA_HELP[task])
     p.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
     p.add_argument("--batch-size", type=int, default=8, help="images per process per step (default 8)")
     p.add_argument("--image-size", type=int, help="square input size (default: the model's own, 256 for segmentation)")
     p.add_argument("--output", required=True, help="folder for metrics.json, history.csv, curves.png, checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace another run's results and checkpoints in --output (other files there stay)",
+    )
     p.add_argument("--mixed-precision", default="no", help="no (default), fp16 (CUDA only) or bf16")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of AdamW (default 1e-3)")
     p.add_argument(
@@ -88,10 +122,13 @@ def run(args: argparse.Namespace) -> int:
         mixed_precision=args.mixed_precision,
         seed=args.seed,
         resume=args.resume,
+        overwrite=args.overwrite,
         num_workers=args.num_workers,
         keep_checkpoints=args.keep_checkpoints,
         train_samples=args.train_samples,
         val_samples=args.val_samples,
+        pretrained=args.pretrained,
+        fit=args.fit,
     )
     try:
         summary = finetune(config)

@@ -33,7 +33,17 @@ RESUME_KEYS = (
     "seed",
     "train_samples",
     "val_samples",
+    "pretrained",
+    "fit",
 )
+#: Why ``--fit`` needs ``--pretrained``.
+NEEDS_PRETRAINED = (
+    "--fit matches the new activation to the one the pretrained weights were trained with; without "
+    "--pretrained the weights are random and there is nothing learned to preserve: add --pretrained SOURCE, "
+    "or drop --fit"
+)
+#: What a config.json written before an option existed means for it (the option's default).
+_ADDED_DEFAULTS: dict[str, Any] = {"pretrained": None, "fit": False}
 
 
 @dataclass
@@ -42,7 +52,9 @@ class FinetuneConfig:
 
     ``image_size`` None means the model's native size (SSD300: 300, SSDLite: 320, segmentation: 256).
     ``warmup_steps`` None means one epoch of warm-up, as lpflu.txt §5.1 (390 steps of batch 128 on
-    CIFAR). ``train_samples``/``val_samples`` size the generated dataset only.
+    CIFAR). ``train_samples``/``val_samples`` size the generated dataset only. ``pretrained``: a weights
+    file or a framework weights name the model starts from (:mod:`.pretrained`); ``fit`` then fits
+    each new activation to the one it replaces (needs ``pretrained``).
     """
 
     task: str
@@ -62,10 +74,13 @@ class FinetuneConfig:
     mixed_precision: str = "no"
     seed: int = 0
     resume: bool = False
+    overwrite: bool = False
     num_workers: int = 0
     keep_checkpoints: int = 2
     train_samples: int = 64
     val_samples: int = 16
+    pretrained: str | None = None
+    fit: bool = False
 
     def __post_init__(self) -> None:
         self.output = Path(self.output)
@@ -87,6 +102,14 @@ class FinetuneConfig:
             raise FinetuneError(f"--lr must be a positive number, got {self.lr!r}")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
             raise FinetuneError(f"--weight-decay must be >= 0, got {self.weight_decay!r}")
+        if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained.strip()):
+            raise FinetuneError(
+                f"--pretrained needs a weights file (.safetensors, .pth, .pt) or weights name, got {self.pretrained!r}"
+            )
+        if not isinstance(self.fit, bool):
+            raise FinetuneError(f"fit must be True or False, got {self.fit!r}")
+        if self.fit and self.pretrained is None:
+            raise FinetuneError(NEEDS_PRETRAINED)
         if self.mixed_precision not in MIXED_PRECISION:
             raise FinetuneError(
                 f"--mixed-precision {self.mixed_precision!r} is not one of {', '.join(MIXED_PRECISION)}"
@@ -107,7 +130,8 @@ class FinetuneConfig:
     def resume_mismatches(self, saved: dict[str, Any]) -> list[str]:
         """The options that differ from a saved ``config.json`` and would make ``--resume`` diverge."""
         mine = self.to_json()
-        return [f"{k}: {saved.get(k)!r} before, {mine[k]!r} now" for k in RESUME_KEYS if saved.get(k) != mine[k]]
+        before = {k: saved.get(k, _ADDED_DEFAULTS.get(k)) for k in RESUME_KEYS}
+        return [f"{k}: {before[k]!r} before, {mine[k]!r} now" for k in RESUME_KEYS if before[k] != mine[k]]
 
 
 def parse_act_kwargs(text: str) -> dict[str, Any]:

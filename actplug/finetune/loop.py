@@ -5,94 +5,72 @@ input fails before a model is built. Without CUDA the Accelerator is built with 
 ``accelerate launch --multi_gpu --num_processes 2`` on a CPU machine then trains one model with
 two-process DDP (gloo) instead of two independent models. Evaluation gives every process a
 disjoint slice of the validation set (no sampler padding, so no image counts twice) and
-torchmetrics sums the states across processes.
+torchmetrics sums the states across processes. Under FSDP2 (GPUs) the activations' 0-dim parameters
+stay unsharded with averaged gradients, and evaluation runs on the gathered weights (:mod:`.fsdp`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from . import checkpoints, data, models
+from . import checkpoints, data, fsdp, models, ranks, run_folder
 from .config import FinetuneConfig
 from .errors import FinetuneError
 from .outputs import MAIN_METRIC, write_json, write_outputs
 from .schedule import warmup_linear_decay
 from .tasks import TASKS, Task
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
 logger = logging.getLogger("actplug")
 
 
 def check_inputs(config: FinetuneConfig) -> data.DataSpec:
     """Validate options, data spec, model and activation names, and the output folder; cheap, before anything runs."""
+    fsdp.check_launch(torch.cuda.is_available())  # an FSDP launch accelerate would not shard
     if config.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise FinetuneError("--mixed-precision fp16 needs a CUDA GPU; on a CPU use --mixed-precision bf16 or no")
     spec = data.parse_data_spec(config.data, config.task)
     models.check_model_options(config.task, config.model, config.encoder, config.act, config.act_kwargs, config.size)
+    models.check_pretrained(config.task, config.model, config.encoder, config.pretrained)
     smallest = models.min_train_batch_size(config.task, config.model, encoder=config.encoder, image_size=config.size)
     if config.batch_size < smallest:
         raise FinetuneError(
             f"--batch-size {config.batch_size} is too small for {config.model}: its BatchNorm layers need at least "
             f"{smallest} images per process in training; use --batch-size {smallest} or more"
         )
-    output = config.output
-    if output.exists() and not output.is_dir():
-        raise FinetuneError(f"--output {output} is a file; give a folder path")
-    if not config.resume and checkpoints.complete_checkpoints(output):
-        raise FinetuneError(
-            f"--output {output} already holds checkpoints of a run; pass --resume to continue it, "
-            "or choose another --output folder"
-        )
-    saved = output / "config.json"
-    if config.resume and saved.is_file():
-        import json
-
-        mismatches = config.resume_mismatches(json.loads(saved.read_text()))
-        if mismatches:
-            raise FinetuneError(
-                f"--resume with options that differ from the run in {output} ({'; '.join(mismatches)}); "
-                "use the same options, or a new --output folder for a new run"
-            )
+    run_folder.check_output(config)
     return spec
 
 
-def make_accelerator(config: FinetuneConfig):
-    """The Accelerator for ``config``: ``cpu=True`` without CUDA, seeded samplers for exact resumes."""
+def make_accelerator(config: FinetuneConfig, model: torch.nn.Module | None = None) -> Accelerator:
+    """The Accelerator for ``config``: ``cpu=True`` without CUDA, seeded samplers for exact resumes.
+
+    Under an FSDP launch (GPUs, ``fsdp_version: 2``) the plugin leaves ``model``'s modules with 0-dim
+    parameters (the activations' trainable scalars) unsharded; see :mod:`.fsdp`.
+    """
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration
 
+    cuda = torch.cuda.is_available()
+    fsdp.check_launch(cuda)
+    plugin = fsdp.make_plugin(model) if fsdp.requested() and model is not None else None
     return Accelerator(
-        cpu=not torch.cuda.is_available(),
+        cpu=not cuda,
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.grad_accum,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        fsdp_plugin=plugin,
     )
-
-
-def _sync_buffers(model: torch.nn.Module, accelerator) -> None:
-    """Give every process rank 0's buffers (BatchNorm statistics), as DDP does before each forward."""
-    if accelerator.num_processes > 1:
-        for buffer in model.buffers():
-            torch.distributed.broadcast(buffer, src=0)
-
-
-def _fingerprints(model: torch.nn.Module, accelerator) -> list[str]:
-    """A SHA-256 prefix of every parameter and buffer, from each process (equal exactly when in sync)."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    value = int.from_bytes(digest.digest()[:8], "big", signed=True)
-    gathered = accelerator.gather(torch.tensor([value], dtype=torch.int64, device=accelerator.device))
-    return [f"{int(v) & (2**64 - 1):016x}" for v in gathered.cpu()]
 
 
 def _train_epoch(model, loader, optimizer, scheduler, task: Task, accelerator, ignore_index: int, desc: str) -> float:
@@ -130,7 +108,10 @@ def _evaluate(model, loader, tracker, task: Task, accelerator, ignore_index: int
     return results
 
 
-def _summary(config: FinetuneConfig, accelerator, history: list[dict[str, Any]], eval_samples: int) -> dict[str, Any]:
+def _summary(
+    config: FinetuneConfig, accelerator, history: list[dict[str, Any]], eval_samples: int, built: dict[str, Any]
+) -> dict[str, Any]:
+    """metrics.json: the run's options, where it ran, the weights it started from and their fit, and every epoch."""
     metric_keys = [k for k in (history[-1] if history else {}) if k not in ("epoch", "train_loss", "lr", "seconds")]
     return {
         "task": config.task,
@@ -151,6 +132,8 @@ def _summary(config: FinetuneConfig, accelerator, history: list[dict[str, Any]],
         "eval_samples": eval_samples,
         "main_metric": MAIN_METRIC[config.task],
         "final": {k: history[-1][k] for k in metric_keys} if history else {},
+        "pretrained": built.get("pretrained"),
+        "fit": built.get("fit"),
         "history": history,
     }
 
@@ -174,6 +157,7 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
         synthetic_train=config.train_samples,
         synthetic_val=config.val_samples,
     )
+    built: dict[str, Any] = {}  # what --pretrained loaded and what --fit fitted, for config.json and metrics.json
     model = models.build_model(
         config.task,
         config.model,
@@ -182,6 +166,10 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
         act_kwargs=config.act_kwargs,
         encoder=config.encoder,
         image_size=config.size,
+        pretrained=config.pretrained,
+        fit=config.fit,
+        calibration=models.calibration_batch(config.task, datasets.train, config.seed) if config.fit else None,
+        report=built,
     )
     # accelerate launch (torchrun) tells each process the world size before any process group exists.
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -195,7 +183,7 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
             f"the validation split has {len(datasets.val)} images, fewer than the {world} processes; "
             "use more validation data or fewer processes"
         )
-    accelerator = make_accelerator(config)
+    accelerator = make_accelerator(config, model)
     world, rank = accelerator.num_processes, accelerator.process_index
     optimizer = torch.optim.AdamW(
         actplug.param_groups(model, weight_decay=config.weight_decay, act_weight_decay=0.0), lr=config.lr
@@ -214,6 +202,7 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
     warmup = steps_per_epoch if config.warmup_steps is None else config.warmup_steps
     scheduler = warmup_linear_decay(optimizer, steps_per_epoch * config.epochs, warmup)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    fsdp.keep_replicated_in_sync(model, optimizer)  # FSDP: the unsharded scalars' gradients averaged
     val_loader = DataLoader(
         Subset(datasets.val, range(rank, len(datasets.val), world)),
         batch_size=config.batch_size,
@@ -224,10 +213,15 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
     tracker = task.make_metrics(datasets).to(accelerator.device)
 
     output: Path = config.output
-    start, history = checkpoints.load_latest(accelerator, output) if config.resume else (0, [])
+    run_id = run_folder.run_id(config, accelerator)
+    start, history = checkpoints.load_latest(accelerator, output, run_id=run_id) if config.resume else (0, [])
     if accelerator.is_main_process:
+        if config.overwrite and (gone := run_folder.discard_previous_run(output)):
+            accelerator.print(f"--overwrite: deleted the previous run's {', '.join(gone)} in {output}")
         output.mkdir(parents=True, exist_ok=True)
-        write_json(output / "config.json", config.to_json())
+        write_json(
+            output / "config.json", {**config.to_json(), "run_id": run_id, "pretrained_weights": built["pretrained"]}
+        )
         where = f"resuming after epoch {start}" if start else "starting"
         accelerator.print(
             f"actplug finetune {config.task}: {config.model} with {config.act} on {config.data}, "
@@ -250,8 +244,9 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
             datasets.ignore_index,
             f"epoch {epoch + 1}/{config.epochs}",
         )
-        _sync_buffers(net, accelerator)
-        results = _evaluate(net, val_loader, tracker, task, accelerator, datasets.ignore_index)
+        ranks.sync_buffers(net, accelerator)
+        with fsdp.gathered(net):  # FSDP: whole weights, so processes may run different numbers of batches
+            results = _evaluate(net, val_loader, tracker, task, accelerator, datasets.ignore_index)
         eval_samples = int(results.pop("samples"))
         if eval_samples != len(datasets.val):
             raise RuntimeError(f"evaluation counted {eval_samples} images, the validation set has {len(datasets.val)}")
@@ -259,14 +254,14 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
         row["lr"] = optimizer.param_groups[0]["lr"]
         row["seconds"] = round(time.perf_counter() - started, 3)
         history.append(row)
-        checkpoints.save(accelerator, output, epoch + 1, history, config.keep_checkpoints)
+        checkpoints.save(accelerator, output, epoch + 1, history, config.keep_checkpoints, run_id=run_id)
         if accelerator.is_main_process:
-            write_outputs(output, _summary(config, accelerator, history, eval_samples))
+            write_outputs(output, _summary(config, accelerator, history, eval_samples, built))
             shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "lr", "seconds"))
             accelerator.print(f"epoch {epoch + 1}/{config.epochs}: {shown} ({row['seconds']:.1f} s)")
 
-    summary = _summary(config, accelerator, history, eval_samples)
-    fingerprints = _fingerprints(net, accelerator)
+    summary = _summary(config, accelerator, history, eval_samples, built)
+    fingerprints = ranks.fingerprints(net, accelerator)
     summary["ranks_in_sync"] = len(set(fingerprints)) == 1
     summary["rank_fingerprints"] = fingerprints
     if accelerator.is_main_process:
