@@ -9,7 +9,8 @@ at the activation's defaults (``fit=False``), fitted over the standard range (``
 fitted on a calibration batch of other sentences (``fit=True, calibration=...``). Each copy embeds
 16 varied sentences as sentence-transformers does for this model (mean pooling over the tokens,
 then L2 normalisation); the table gives the cosine similarity of each sentence's embedding to the
-original model's (mean and minimum over the 16), the fit's median gap, and how long the fit took.
+original model's (mean and minimum over the 16), the fit's median gap over the six layers, and how
+long the swap with the calibration fit took (calibration run included).
 Prints a markdown table and the command; writes ``fit-minilm.json`` into the output folder.
 """
 
@@ -125,7 +126,7 @@ def table(rows: list[dict[str, Any]], acts: list[str]) -> str:
     by = {(r["act"], r["mode"]): r for r in rows}
     lines = [
         "| activation | defaults: cos mean / min | fit, standard range: cos mean / min | gap | "
-        "fit, calibration: cos mean / min | gap | method | fit s |",
+        "fit, calibration: cos mean / min | gap | method | swap + fit s |",
         "| :--- | ---: | ---: | ---: | ---: | ---: | :--- | ---: |",
     ]
     for act in acts:

@@ -22,7 +22,7 @@ from torch import nn
 from actplug.activations.ash import ash_stats
 
 #: Elements kept per layer (and per call of a layer) from a calibration run.
-SAMPLES = 8192
+SAMPLES = 4096
 #: Points on each side of 0 in the standard range, spaced geometrically between these bounds.
 GRID_POINTS = 2000
 GRID_SMALLEST = 1e-8
@@ -131,13 +131,14 @@ class _Recorder:
         piece = {"x": flat[index].to(device="cpu", dtype=torch.float64)}
         if self.stats is not None:
             try:
-                mean, std = ash_stats(x.to(torch.float64), self.stats.dim, self.stats.eps)
+                # In x's own precision, as the new module will compute them (float32 for half inputs).
+                mean, std = ash_stats(x, self.stats.dim, self.stats.eps)
             except (ValueError, RuntimeError) as exc:  # a dim the new module could not take either
                 self.error = self.error or exc
                 self.pending.append(None)
                 return
-            piece["mean"] = mean.expand_as(x).reshape(-1)[index].cpu()
-            piece["std"] = std.expand_as(x).reshape(-1)[index].cpu()
+            piece["mean"] = mean.expand_as(x).reshape(-1)[index].to(device="cpu", dtype=torch.float64)
+            piece["std"] = std.expand_as(x).reshape(-1)[index].to(device="cpu", dtype=torch.float64)
         self.pieces.append(piece)
         self.pending.append((index, x.shape))
 

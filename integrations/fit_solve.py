@@ -25,6 +25,8 @@ from .fit_targets import Family, Limit
 #: The most starting points the least squares evaluates before it optimises.
 MAX_STARTS = 64
 LM_ITERATIONS = 100
+#: Stop when an iteration lowers the mean squared gap by less than this fraction (its square root, the gap, by 5e-10).
+LM_TOLERANCE = 1e-9
 #: Relative step of the central differences (about the cube root of float64's epsilon).
 FD_STEP = 6e-6
 
@@ -201,7 +203,7 @@ def _levenberg_marquardt(u, loss, size, owned, residual, objective) -> tuple[tor
         change = loss - trial_loss
         u, loss = trial, trial_loss
         damping = max(damping / 3, 1e-12)
-        if change <= 1e-13 * loss or float(step.abs().max()) <= 1e-12:
+        if change <= LM_TOLERANCE * loss or float(step.abs().max()) <= 1e-9:
             break
     return u, loss
 

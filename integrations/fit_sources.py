@@ -102,36 +102,31 @@ def identify(module: nn.Module) -> Source:
 def reference(module: nn.Module, source: Source) -> Callable[[torch.Tensor], torch.Tensor]:
     """The old activation as a float64 function of a 1-D tensor (the least squares' targets).
 
-    A float64 copy of the module itself, so that every class computes exactly what it computes in
+    A float64 copy of the module itself on the CPU, so that every class computes exactly what it computes in
     the model; per-channel PReLU, which needs its channel dimension, as Leaky ReLU with its mean
     slope. Raises a ``ValueError`` naming the module and the fix where it cannot be evaluated so.
     """
     if source.kind == "prelu":
         slope = source.params["slope"]
         return lambda x: F.leaky_relu(x, slope)
-    twin = copy.deepcopy(module).to(torch.float64).eval()
+    twin = copy.deepcopy(module).to(device="cpu", dtype=torch.float64).eval()
+
+    fix = "pass calibration=... so that the fit uses the outputs it gives inside the model"
 
     def evaluate(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            y = twin(x.clone())  # a clone: an in-place module (ReLU(inplace=True)) must not change x
-        if not isinstance(y, torch.Tensor) or y.shape != x.shape:
-            raise ValueError(
-                f"swap(fit=True) cannot evaluate {source.description} on a 1-D range of inputs: it returned "
-                f"{type(y).__name__} {getattr(y, 'shape', '')}; pass calibration=... so that the fit uses the "
-                "outputs it gives inside the model"
-            )
-        return y.to(torch.float64)
-
-    def checked(x: torch.Tensor) -> torch.Tensor:
         try:
-            return evaluate(x)
-        except ValueError:
-            raise
+            with torch.no_grad():
+                y = twin(x.clone())  # a clone: an in-place module (ReLU(inplace=True)) must not change x
         except Exception as exc:
             raise ValueError(
                 f"swap(fit=True) cannot evaluate {source.description} on a 1-D range of inputs "
-                f"({type(exc).__name__}: {exc}); pass calibration=... so that the fit uses the outputs it gives "
-                "inside the model"
+                f"({type(exc).__name__}: {exc}); {fix}"
             ) from exc
+        if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+            raise ValueError(
+                f"swap(fit=True) cannot evaluate {source.description} on a 1-D range of inputs: it returned "
+                f"{type(y).__name__} {tuple(getattr(y, 'shape', ()))}; {fix}"
+            )
+        return y.to(torch.float64)
 
-    return checked
+    return evaluate

@@ -132,7 +132,7 @@ def family_of(module: nn.Module) -> Family:
     names = tuple(
         n for n, t in module.named_parameters() if t.is_floating_point() and t.numel() == 1 and t.requires_grad
     )
-    twin = copy.deepcopy(module).to(torch.float64)
+    twin = copy.deepcopy(module).to(device="cpu", dtype=torch.float64)
 
     def forward(inputs: Inputs, values: Values) -> torch.Tensor:
         with torch.no_grad():  # the least squares differentiates by central differences, not autograd
@@ -140,7 +140,7 @@ def family_of(module: nn.Module) -> Family:
                 _get(twin, n).copy_(torch.as_tensor(values[n], dtype=torch.float64))
             return twin(inputs.x)
 
-    return Family(type(module).__name__, (), tuple(Param(n, float(_get(module, n))) for n in names), forward)
+    return Family(type(module).__name__, (), tuple(Param(n, float(_get(module, n).detach())) for n in names), forward)
 
 
 def _ash_forward(inputs: Inputs, values: Values) -> torch.Tensor:
@@ -193,9 +193,7 @@ def heuristic_start(family: Family, source: Source, inputs: Inputs) -> dict[str,
             return {"alpha": 0.0, "mu": 1 / math.sqrt(2)}
         if beta is not None:
             return {"alpha": 0.0, "mu": beta * math.sqrt(math.pi) / 4}
-        if kind in ("elu", "celu", "selu", "prelu"):
-            return {"alpha": float(p.get("slope", 0.0))}
-    if family.name in ("smu1",) and kind == "prelu":
+    if family.name in ("smu", "smu1") and kind == "prelu":  # per-channel slopes: start from their mean
         return {"alpha": float(p["slope"])}
     if family.name == "srelu" and kind in ("leaky_relu", "prelu"):
         return {"alpha": 1.0, "beta": max(float(p["slope"]), 0.01)}

@@ -208,6 +208,17 @@ def test_unknown_and_per_channel_sources_are_fitted_numerically():
     assert 0.0 < report[0].values["alpha"] < 0.3
 
 
+def test_a_source_that_is_not_one_function_of_x_is_named():
+    class Pairs(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(-1, 2).sum(1)
+
+    model = nn.Sequential(nn.Linear(4, 4), Pairs())
+    with pytest.raises(ValueError, match=r"cannot evaluate Pairs\(\) on a 1-D range.*calibration="):
+        actplug.swap(model, "smu", fit=True, replace=[Pairs])
+    assert isinstance(model[1], Pairs)
+
+
 # ------------------------------------------------------------------------------ calibration, modes, devices
 class TwoInputs(nn.Module):
     def __init__(self) -> None:
