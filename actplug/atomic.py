@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_bytes", "write_figure", "write_json", "write_text"]
+__all__ = ["read_record", "write_bytes", "write_figure", "write_json", "write_text"]
 
 
 def _umask() -> int:
@@ -92,3 +92,16 @@ def write_figure(path: str | os.PathLike[str], fig: Any, **savefig_kwargs: Any) 
     buffer = io.BytesIO()
     fig.savefig(buffer, format=savefig_kwargs.pop("format", path.suffix.lstrip(".").lower() or "png"), **savefig_kwargs)
     return write_bytes(path, buffer.getvalue())
+
+
+def read_record(path: Path, key: str) -> tuple[dict[str, Any] | None, str | None]:
+    """A JSON object that actplug wrote at ``path`` (it holds ``key``), or (None, why it is not one)."""
+    try:
+        saved = json.loads(Path(path).read_text())
+    except OSError as exc:
+        return None, f"cannot be read: {exc.strerror or exc}"
+    except ValueError as exc:
+        return None, f"is not JSON: {exc}"
+    if not isinstance(saved, dict) or key not in saved:
+        return None, f"has no {key!r}"
+    return saved, None

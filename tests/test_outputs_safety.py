@@ -71,7 +71,6 @@ def test_a_failed_flush_to_disk_removes_the_temp_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
 def test_new_files_get_the_umask_mode_and_rewrites_keep_the_old_mode(tmp_path):
     mask = os.umask(0o022)
     os.umask(mask)

@@ -60,19 +60,6 @@ _OVERWRITE = (
 )
 
 
-def _saved_settings(output: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """The folder's compare.json, or (None, why) when it is not one that ``actplug compare`` wrote."""
-    try:
-        saved = json.loads((output / SETTINGS_FILE).read_text())
-    except OSError as exc:
-        return None, f"cannot be read: {exc.strerror or exc}"
-    except ValueError as exc:
-        return None, f"is not JSON: {exc}"
-    if not isinstance(saved, dict) or "task" not in saved:
-        return None, "has no 'task'"
-    return saved, None
-
-
 def check_output(plan: Plan) -> None:
     """Refuse a folder with another comparison's files unless ``plan.overwrite``; the same settings resume it."""
     output = plan.output
@@ -81,7 +68,7 @@ def check_output(plan: Plan) -> None:
     if plan.overwrite or not output.is_dir():
         return
     if (output / SETTINGS_FILE).exists():
-        saved, why = _saved_settings(output)
+        saved, why = atomic.read_record(output / SETTINGS_FILE, "task")
         if saved is None:
             raise CompareError(
                 f"--output {output} holds a {SETTINGS_FILE} that actplug compare did not write (it {why}); "
@@ -108,7 +95,7 @@ def check_output(plan: Plan) -> None:
 def comparison_id(plan: Plan) -> str | None:
     """The comparison's id: the folder's own when resuming (None for folders older than ids), else a new one."""
     if not plan.overwrite and (plan.output / SETTINGS_FILE).is_file():
-        saved, _ = _saved_settings(plan.output)
+        saved, _ = atomic.read_record(plan.output / SETTINGS_FILE, "task")
         return saved.get("comparison_id") if saved else None
     return uuid.uuid4().hex
 

@@ -16,11 +16,11 @@ first epoch ended) holds no results, so the same command may start over there.
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 from typing import Any
 
+from ..atomic import read_record
 from . import checkpoints
 from .config import FinetuneConfig
 from .errors import FinetuneError
@@ -30,19 +30,6 @@ _OVERWRITE = (
     "--overwrite to replace that run (its config.json, results and checkpoints are deleted or rewritten; "
     "other files in the folder stay)"
 )
-
-
-def _saved_config(output: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """The run's saved options, or (None, why) when config.json is not one that ``actplug finetune`` wrote."""
-    try:
-        saved = json.loads((output / CONFIG_FILE).read_text())
-    except OSError as exc:
-        return None, f"cannot be read: {exc.strerror or exc}"
-    except ValueError as exc:
-        return None, f"is not JSON: {exc}"
-    if not isinstance(saved, dict) or "task" not in saved:
-        return None, "has no 'task'"
-    return saved, None
 
 
 def _checkpoint_names(found: list[Path]) -> str:
@@ -60,7 +47,7 @@ def check_output(config: FinetuneConfig) -> None:
         return
     saved: dict[str, Any] | None = None
     if (output / CONFIG_FILE).exists():
-        saved, why = _saved_config(output)
+        saved, why = read_record(output / CONFIG_FILE, "task")
         if saved is None:
             raise FinetuneError(
                 f"--output {output} holds a {CONFIG_FILE} that actplug finetune did not write (it {why}); "
@@ -106,7 +93,7 @@ def check_output(config: FinetuneConfig) -> None:
 def run_id(config: FinetuneConfig, accelerator: Any = None) -> str | None:
     """The run's id, the main process's on every process: the saved one when resuming, else a new one."""
     if config.resume and (config.output / CONFIG_FILE).is_file():
-        saved, _ = _saved_config(config.output)
+        saved, _ = read_record(config.output / CONFIG_FILE, "task")
         value = saved.get("run_id") if saved else None
     else:
         value = uuid.uuid4().hex
